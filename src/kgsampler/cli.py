@@ -1,0 +1,140 @@
+"""``kgsampler-train``: the Hydra command line.
+
+This is the only module that imports Hydra. The configs ship inside the
+package (``kgsampler/conf``, built from the checkout's top-level ``conf/``),
+so the command works from any directory after ``pip install``. To use an
+edited copy instead, pass ``--config-dir DIR`` (configs found there take
+precedence) or ``--config-path DIR``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any, Dict
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger('kgsampler.cli')
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds :mod:`random`, :mod:`numpy` and :mod:`torch`."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _pretrain_key(cfg: DictConfig, dataset) -> str:
+    blob = json.dumps(
+        {
+            'dataset': OmegaConf.to_container(cfg.dataset, resolve=True),
+            'stats': dataset.statistics(),
+            'recommender': OmegaConf.to_container(cfg.recommender,
+                                                  resolve=True),
+            'trainer': OmegaConf.to_container(cfg.trainer, resolve=True),
+            'epochs': cfg.pretrain.epochs,
+            'seed': cfg.seed,
+        }, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _pretrain(cfg: DictConfig, dataset, model) -> None:
+    """Loads or trains the recommender's warm start (uniform negatives)."""
+    from kgsampler.sampler import RNS
+    if cfg.pretrain.checkpoint:
+        path = Path(cfg.pretrain.checkpoint).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrain.checkpoint: no file {path}")
+        model.load_state_dict(torch.load(path, map_location='cpu'))
+        log.info('loaded pretrained recommender from %s', path)
+        return
+    if cfg.pretrain.epochs <= 0:
+        return
+    cache = None
+    if cfg.pretrain.cache:
+        cache = (Path(cfg.pretrain.cache_dir).expanduser() /
+                 f'pretrain-{_pretrain_key(cfg, dataset)}.pt')
+        if cache.is_file():
+            model.load_state_dict(torch.load(cache, map_location='cpu'))
+            log.info('loaded cached pretrained recommender %s', cache)
+            return
+    log.info('pretraining the recommender with RNS for up to %d epochs',
+             cfg.pretrain.epochs)
+    trainer = instantiate(cfg.trainer, model=model,
+                          sampler=RNS(dataset.train_pos), dataset=dataset,
+                          device=cfg.device, max_epochs=cfg.pretrain.epochs)
+    res = trainer.fit()
+    log.info('pretraining: best epoch %d, valid ndcg@20 %.4f', res.best_epoch,
+             res.valid.get('ndcg@20', float('nan')))
+    model.cpu()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), cache)
+
+
+def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
+    """Builds everything from :obj:`cfg`, trains, writes
+    :obj:`metrics.json` into :obj:`output_dir` and returns its content."""
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    seed_everything(cfg.seed)
+    dataset = instantiate(cfg.dataset)
+    log.info('%s', dataset.summary())
+    model = instantiate(cfg.recommender, num_users=dataset.num_users,
+                        num_items=dataset.num_items)
+    _pretrain(cfg, dataset, model)
+    seed_everything(cfg.seed)
+    sampler = instantiate(cfg.sampler, dataset=dataset, scorer=model)
+    trainer = instantiate(cfg.trainer, model=model, sampler=sampler,
+                          dataset=dataset, device=cfg.device,
+                          checkpoint_path=os.path.join(output_dir, 'best.pt'))
+    result = trainer.fit()
+    choices = _choices()
+    metrics = {
+        'dataset': dataset.name,
+        'sampler': choices.get('sampler', type(sampler).__name__.lower()),
+        'recommender': choices.get('recommender',
+                                   type(model).__name__.lower()),
+        'seed': int(cfg.seed),
+        'best_epoch': result.best_epoch,
+        'epochs_run': result.epochs_run,
+        'epoch_seconds': [round(s, 4) for s in result.epoch_seconds],
+        'valid': result.valid,
+        'test': result.test,
+        'sampler_stats': result.sampler_stats,
+    }
+    with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
+        json.dump(metrics, f, indent=2)
+    log.info('wrote %s', os.path.join(output_dir, 'metrics.json'))
+    if cfg.show_paths > 0 and hasattr(sampler, 'explain'):
+        users = cfg.show_paths_users
+        if users is None:
+            users = list(range(min(3, dataset.num_users)))
+        print(sampler.explain(list(users), num_paths=cfg.show_paths))
+    return metrics
+
+
+def _choices() -> Dict[str, str]:
+    try:
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:  # not running under Hydra
+        return {}
+
+
+@hydra.main(config_path='conf', config_name='train', version_base='1.3')
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``kgsampler-train``."""
+    run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == '__main__':
+    main()

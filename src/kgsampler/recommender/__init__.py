@@ -1,0 +1,5 @@
+"""Recommenders trained with kgsampler's samplers."""
+from kgsampler.recommender.base import Recommender
+from kgsampler.recommender.mf import MF
+
+__all__ = ['Recommender', 'MF']

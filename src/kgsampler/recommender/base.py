@@ -1,0 +1,67 @@
+"""What the trainer needs from a recommender."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+
+class Recommender(torch.nn.Module, ABC):
+    r"""Base class of recommenders trained by :class:`~kgsampler.Trainer`.
+
+    A recommender is a :class:`torch.nn.Module` that is also a
+    :class:`~kgsampler.sampler.Scorer`. To plug in your own model, subclass
+    this and implement:
+
+    * :meth:`score` -- :math:`(B), (B, K) \to (B, K)`, higher is more relevant
+      (used by adaptive samplers and KGPolicy's prediction reward);
+    * :meth:`loss` -- the training loss of a batch of (user, positive,
+      negatives);
+    * :meth:`full_scores` -- scores of all items for full-ranking evaluation.
+
+    :meth:`similarity` (item-item, used by KGPolicy's similarity reward)
+    defaults to the inner product of :meth:`item_representations`.
+    """
+    num_users: int
+    num_items: int
+
+    @abstractmethod
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`, output
+        :math:`(B, K)`."""
+
+    @abstractmethod
+    def loss(self, users: Tensor, pos_items: Tensor,
+             neg_items: Tensor) -> Tensor:
+        r"""Scalar training loss.
+
+        Shapes:
+            - **users, pos_items:** :math:`(B)`
+            - **neg_items:** :math:`(B, N)`
+        """
+
+    @abstractmethod
+    def full_scores(self, users: Tensor) -> Tensor:
+        r"""Scores of every item. Shapes: **users** :math:`(B)`, output
+        :math:`(B, |\mathcal{I}|)`."""
+
+    def item_representations(self, items: Tensor) -> Tensor:
+        r"""Item vectors used by the default :meth:`similarity`.
+        Shapes: **items** :math:`(*)`, output :math:`(*, d)`."""
+        raise NotImplementedError(
+            f"{self.__class__.__name__} implements neither similarity() nor "
+            f"item_representations(); KGPolicy's similarity reward needs one")
+
+    def similarity(self, items_a: Tensor, items_b: Tensor) -> Tensor:
+        r"""Item-item similarity, inner product of
+        :meth:`item_representations` by default.
+
+        Shapes:
+            - **items_a:** :math:`(B)`
+            - **items_b:** :math:`(B, K)`
+            - **output:** :math:`(B, K)`
+        """
+        a = self.item_representations(items_a)
+        b = self.item_representations(items_b)
+        return (b @ a.unsqueeze(-1)).squeeze(-1)

@@ -1,0 +1,83 @@
+"""Matrix factorisation trained with the BPR loss."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kgsampler.recommender.base import Recommender
+
+
+class MF(Recommender):
+    r"""Matrix factorisation, :math:`\hat{y}_{ui} = \mathbf{e}_u^{\top}
+    \mathbf{e}_i`, trained with Bayesian personalised ranking
+    (Rendle et al., UAI 2009):
+
+    .. math::
+        \mathcal{L} = -\frac{1}{BN} \sum_{(u,i,j)} \ln \sigma(\hat{y}_{ui} -
+        \hat{y}_{uj}) + \lambda \frac{1}{B} \sum_{(u,i,j)}
+        \left( \|\mathbf{e}_u\|^2 + \|\mathbf{e}_i\|^2 +
+        \frac{1}{N}\sum_j \|\mathbf{e}_j\|^2 \right) / 2
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        embedding_dim (int, optional): Embedding size. (default: :obj:`64`)
+        reg (float, optional): L2 weight :math:`\lambda` on the batch's
+            embeddings. (default: :obj:`1e-5`)
+    """
+    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
+                 reg: float = 1e-5):
+        super().__init__()
+        for name, v in (('num_users', num_users), ('num_items', num_items),
+                        ('embedding_dim', embedding_dim)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"MF: '{name}' must be a positive int "
+                                 f"(got {v!r})")
+        if reg < 0:
+            raise ValueError(f"MF: 'reg' must be non-negative (got {reg!r})")
+        self.num_users, self.num_items = num_users, num_items
+        self.embedding_dim, self.reg = embedding_dim, float(reg)
+        self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
+        self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.xavier_normal_(self.user_emb.weight)
+        torch.nn.init.xavier_normal_(self.item_emb.weight)
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`, output
+        :math:`(B, K)`."""
+        u = self.user_emb(users)
+        return (self.item_emb(items) @ u.unsqueeze(-1)).squeeze(-1)
+
+    def item_representations(self, items: Tensor) -> Tensor:
+        return self.item_emb(items)
+
+    def full_scores(self, users: Tensor) -> Tensor:
+        r"""Shapes: **users** :math:`(B)`, output :math:`(B,
+        |\mathcal{I}|)`."""
+        return self.user_emb(users) @ self.item_emb.weight.t()
+
+    def loss(self, users: Tensor, pos_items: Tensor,
+             neg_items: Tensor) -> Tensor:
+        r"""BPR loss plus L2 regularisation.
+
+        Shapes:
+            - **users, pos_items:** :math:`(B)`
+            - **neg_items:** :math:`(B, N)`
+        """
+        u = self.user_emb(users)  # [B, d]
+        p = self.item_emb(pos_items)  # [B, d]
+        n = self.item_emb(neg_items)  # [B, N, d]
+        pos = (u * p).sum(-1, keepdim=True)  # [B, 1]
+        neg = (n @ u.unsqueeze(-1)).squeeze(-1)  # [B, N]
+        bpr = -F.logsigmoid(pos - neg).mean()
+        l2 = (u.pow(2).sum(-1) + p.pow(2).sum(-1) +
+              n.pow(2).sum(-1).mean(-1)).mean() / 2
+        return bpr + self.reg * l2
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.num_users}, '
+                f'{self.num_items}, embedding_dim={self.embedding_dim})')

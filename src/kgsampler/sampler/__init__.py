@@ -1,0 +1,15 @@
+"""Negative samplers."""
+from kgsampler.sampler.base import EmbeddingScorer, Sampler, SamplerOutput, Scorer
+from kgsampler.sampler.dns import DNS
+from kgsampler.sampler.popularity import PNS
+from kgsampler.sampler.uniform import RNS
+
+__all__ = [
+    'Sampler',
+    'SamplerOutput',
+    'Scorer',
+    'EmbeddingScorer',
+    'RNS',
+    'PNS',
+    'DNS',
+]

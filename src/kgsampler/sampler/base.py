@@ -1,0 +1,329 @@
+"""The sampler interface: :class:`Sampler`, :class:`SamplerOutput` and the
+:class:`Scorer` protocol through which adaptive samplers query a recommender.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Dict, Optional, Protocol, Union, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from kgsampler.data.csr import UserItemCSR
+from kgsampler.utils._membership import Membership
+
+
+@dataclass
+class SamplerOutput:
+    r"""The negatives drawn for a batch of (user, positive item) pairs.
+
+    Args:
+        neg_items (torch.Tensor): Negative item ids, :obj:`torch.long`, never
+            a training positive of the row's user.
+        log_prob (torch.Tensor, optional): Log-probability of each negative
+            under a learnable sampler's policy (differentiable).
+        paths (torch.Tensor, optional): The node path that produced each
+            negative, for explainable samplers (:obj:`-1` pads).
+        fallback (torch.Tensor, optional): :obj:`True` where the sampler's own
+            proposal was a training positive and was replaced by a uniform
+            negative.
+
+    Shapes:
+        - **neg_items:** :math:`(B, N)`
+        - **log_prob:** :math:`(B, N)`
+        - **paths:** :math:`(B, N, L)`
+        - **fallback:** :math:`(B, N)`
+    """
+    neg_items: Tensor
+    log_prob: Optional[Tensor] = None
+    paths: Optional[Tensor] = None
+    fallback: Optional[Tensor] = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.neg_items.size(0)
+
+    @property
+    def num_neg(self) -> int:
+        return self.neg_items.size(1)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    r"""Anything that scores user-item pairs; higher means more relevant.
+
+    Any recommender (MF, LightGCN, KGAT, your own) works with the adaptive
+    samplers once it has this method.
+    """
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`,
+        output :math:`(B, K)`."""
+        ...
+
+
+class EmbeddingScorer:
+    r"""A :class:`Scorer` over plain user/item embedding tables: the score of
+    :math:`(u, i)` is :math:`\mathbf{e}_u^{\top} \mathbf{e}_i`, and item
+    similarity is :math:`\mathbf{e}_i^{\top} \mathbf{e}_j`.
+
+    Args:
+        user_emb (torch.Tensor or torch.nn.Embedding): User embeddings
+            :math:`(|\mathcal{U}|, d)`.
+        item_emb (torch.Tensor or torch.nn.Embedding): Item embeddings
+            :math:`(|\mathcal{I}|, d)`.
+    """
+    def __init__(self, user_emb: Union[Tensor, torch.nn.Embedding],
+                 item_emb: Union[Tensor, torch.nn.Embedding]):
+        self.user_emb = user_emb
+        self.item_emb = item_emb
+
+    @staticmethod
+    def _table(t: Union[Tensor, torch.nn.Embedding]) -> Tensor:
+        return t.weight if isinstance(t, torch.nn.Embedding) else t
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`, output
+        :math:`(B, K)`."""
+        u = self._table(self.user_emb)[users]
+        i = self._table(self.item_emb)[items]
+        return (i @ u.unsqueeze(-1)).squeeze(-1)
+
+    def similarity(self, items_a: Tensor, items_b: Tensor) -> Tensor:
+        r"""Shapes: **items_a** :math:`(B)`, **items_b** :math:`(B, K)`,
+        output :math:`(B, K)`."""
+        table = self._table(self.item_emb)
+        return (table[items_b] @ table[items_a].unsqueeze(-1)).squeeze(-1)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}()'
+
+
+def _check_index(name: str, cls: str, t: Tensor, upper: int) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{cls}: '{name}' must be a torch.Tensor "
+                        f"(got {type(t).__name__})")
+    if t.dtype != torch.long:
+        raise TypeError(f"{cls}: '{name}' must be torch.long "
+                        f"(got {t.dtype})")
+    if t.dim() != 1:
+        raise ValueError(f"{cls}: '{name}' must be 1-D of shape [B] "
+                         f"(got shape {tuple(t.shape)})")
+    if t.numel() > 0 and (int(t.min()) < 0 or int(t.max()) >= upper):
+        raise ValueError(f"{cls}: '{name}' must lie in [0, {upper}) "
+                         f"(got range [{int(t.min())}, {int(t.max())}])")
+
+
+class Sampler(ABC):
+    r"""Base class of all negative samplers.
+
+    A sampler is built once from the training positives and then called
+    inside any training loop: :obj:`sampler.sample(users, pos_items, num_neg)`
+    returns :obj:`num_neg` negatives per row, none of which is a training
+    positive of that row's user (:meth:`sample` enforces this for every
+    subclass). Samplers that need the recommender (DNS, KGPolicy) ask it
+    through a :class:`Scorer`.
+
+    Args:
+        train_pos (UserItemCSR): Each user's training positives.
+        membership (str, optional): Positive-filter back end, :obj:`"auto"`,
+            :obj:`"bitmap"` or :obj:`"search"`. (default: :obj:`"auto"`)
+        max_rounds (int, optional): Rejection rounds before the exact
+            (rejection-free) uniform fallback. (default: :obj:`4`)
+    """
+    #: Whether the sampler has parameters trained by :meth:`update`.
+    learnable: bool = False
+    #: Whether :meth:`sample` needs a :class:`Scorer` (see :meth:`set_scorer`).
+    requires_scorer: bool = False
+
+    def __init__(self, train_pos: UserItemCSR, membership: str = 'auto',
+                 max_rounds: int = 4):
+        if not isinstance(train_pos, UserItemCSR):
+            raise TypeError(f"{self.__class__.__name__}: 'train_pos' must be "
+                            f"a UserItemCSR (got {type(train_pos).__name__})")
+        if not isinstance(max_rounds, int) or max_rounds < 0:
+            raise ValueError(f"{self.__class__.__name__}: 'max_rounds' must "
+                             f"be a non-negative int (got {max_rounds!r})")
+        self.train_pos = train_pos
+        self.num_users = train_pos.num_rows
+        self.num_items = train_pos.num_cols
+        self.max_rounds = max_rounds
+        self.is_pos = Membership(train_pos, method=membership)
+        self._deg = train_pos.degree()
+        # Q[j] = row * num_items + (item_j - rank of item_j within its row):
+        # globally sorted, lets us pick the r-th non-positive of a row exactly.
+        rank = torch.arange(train_pos.nnz, device=train_pos.device) - \
+            torch.repeat_interleave(train_pos.indptr[:-1], self._deg)
+        self._gap_keys = (train_pos.row_ids() * self.num_items +
+                          train_pos.indices - rank).contiguous()
+        self.scorer: Optional[Scorer] = None
+        self.reset_stats()
+
+    @classmethod
+    def from_dataset(cls, dataset, scorer: Optional[Scorer] = None,
+                     **kwargs) -> 'Sampler':
+        r"""Builds the sampler from a :class:`~kgsampler.data.KGRecDataset`
+        (the CLI's entry point: :obj:`_target_: kgsampler.RNS.from_dataset`).
+
+        Args:
+            dataset (KGRecDataset): The dataset; its :obj:`train_pos` are the
+                positives that are never returned.
+            scorer (Scorer, optional): The recommender, for adaptive samplers.
+            **kwargs (optional): Arguments of the sampler's constructor.
+        """
+        sampler = cls(dataset.train_pos, **kwargs)
+        if scorer is not None:
+            sampler.set_scorer(scorer)
+        return sampler
+
+    def set_scorer(self, scorer: Scorer) -> None:
+        """Sets the recommender that adaptive samplers query."""
+        if not isinstance(scorer, Scorer):
+            raise TypeError(f"{self.__class__.__name__}: 'scorer' must "
+                            f"implement score(users, items) (got "
+                            f"{type(scorer).__name__})")
+        self.scorer = scorer
+
+    # ------------------------------------------------------------------ API
+    def sample(self, users: Tensor, pos_items: Tensor,
+               num_neg: int = 1) -> SamplerOutput:
+        r"""Draws :obj:`num_neg` negatives for every (user, positive) row.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            pos_items (torch.Tensor): The positive item of each row,
+                :obj:`torch.long`.
+            num_neg (int, optional): Negatives per row. (default: :obj:`1`)
+
+        Shapes:
+            - **users, pos_items:** :math:`(B)`
+            - **output.neg_items:** :math:`(B, N)`, on the inputs' device
+        """
+        cls = self.__class__.__name__
+        _check_index('users', cls, users, self.num_users)
+        _check_index('pos_items', cls, pos_items, self.num_items)
+        if users.numel() != pos_items.numel():
+            raise ValueError(f"{cls}: 'users' and 'pos_items' must have the "
+                             f"same length (got {users.numel()} and "
+                             f"{pos_items.numel()})")
+        if not isinstance(num_neg, int) or num_neg < 1:
+            raise ValueError(f"{cls}: 'num_neg' must be a positive int "
+                             f"(got {num_neg!r})")
+        if self.requires_scorer and self.scorer is None:
+            raise RuntimeError(f"{cls}: no scorer set; pass 'scorer=' or "
+                               f"call set_scorer(model) before sampling")
+        self._check_has_negatives(users)
+        out = self._sample(users, pos_items, num_neg)
+        assert out.neg_items.shape == (users.numel(), num_neg)
+        self.stats['num_sampled'] += out.neg_items.numel()
+        if out.fallback is not None:
+            self.stats['num_fallback'] += int(out.fallback.sum())
+        return out
+
+    __call__ = sample
+
+    @abstractmethod
+    def _sample(self, users: Tensor, pos_items: Tensor,
+                num_neg: int) -> SamplerOutput:
+        """Subclasses draw here; inputs are validated. Use
+        :meth:`uniform_negatives` or :meth:`replace_positives` so that no
+        training positive is returned."""
+
+    # -------------------------------------------------------- training hooks
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the trainer before each epoch (e.g. to refresh
+        neighbour tables)."""
+
+    def update(self, users: Tensor, pos_items: Tensor,
+               output: SamplerOutput) -> Dict[str, float]:
+        """One optimisation step of a learnable sampler, called by the
+        trainer after the recommender step. Returns scalar logs."""
+        return {}
+
+    def reset_stats(self) -> None:
+        """Zeroes the counters reported in :obj:`metrics.json`."""
+        self.stats: Dict[str, float] = {'num_sampled': 0, 'num_fallback': 0}
+
+    def summary_stats(self) -> Dict[str, float]:
+        """Counters plus the fallback rate."""
+        out = dict(self.stats)
+        out['fallback_rate'] = (out['num_fallback'] /
+                                max(out['num_sampled'], 1))
+        return out
+
+    def to(self, device) -> 'Sampler':
+        """Moves the sampler's tables to :obj:`device`."""
+        self.train_pos = self.train_pos.to(device)
+        self.is_pos.to(device)
+        self._deg = self._deg.to(device)
+        self._gap_keys = self._gap_keys.to(device)
+        return self
+
+    # -------------------------------------------------------------- helpers
+    def _check_has_negatives(self, users: Tensor) -> None:
+        full = self._deg[users] >= self.num_items
+        if bool(full.any()):
+            u = int(users[full.nonzero()[0, 0]])
+            raise ValueError(f"{self.__class__.__name__}: user {u} has every "
+                             f"one of the {self.num_items} items as a "
+                             f"training positive, so it has no possible "
+                             f"negative")
+
+    def exact_uniform_negatives(self, users: Tensor) -> Tensor:
+        r"""Uniform draws among each user's non-positives, without rejection
+        (one :func:`torch.searchsorted` a draw).
+
+        Shapes:
+            - **users:** :math:`(*)`
+            - **output:** :math:`(*)`
+        """
+        free = (self.num_items - self._deg[users]).to(torch.float)
+        r = (torch.rand(users.shape, device=users.device) * free).long()
+        r = torch.minimum(r, (free - 1).long())
+        q = users * self.num_items + r
+        k = torch.searchsorted(self._gap_keys, q.reshape(-1), right=True)
+        k = k.view(q.shape) - self.train_pos.indptr[users]
+        return r + k
+
+    def uniform_negatives(self, users: Tensor) -> Tensor:
+        r"""Uniform draws among each user's non-positives: rejection for
+        :obj:`max_rounds` rounds, then the exact draw for what is left.
+
+        Shapes:
+            - **users:** :math:`(*)`
+            - **output:** :math:`(*)`
+        """
+        items = torch.randint(self.num_items, users.shape,
+                              device=users.device)
+        bad = self.is_pos(users, items)
+        for _ in range(self.max_rounds):
+            if not bool(bad.any()):
+                return items
+            idx = bad.nonzero(as_tuple=True)
+            items[idx] = torch.randint(self.num_items, (idx[0].numel(), ),
+                                       device=users.device)
+            bad[idx] = self.is_pos(users[idx], items[idx])
+        if bool(bad.any()):
+            idx = bad.nonzero(as_tuple=True)
+            items[idx] = self.exact_uniform_negatives(users[idx])
+        return items
+
+    def replace_positives(self, users: Tensor, items: Tensor) -> Tensor:
+        r"""Replaces every training positive in :obj:`items` (of the row's
+        user) by a uniform negative, in place; returns the :obj:`torch.bool`
+        mask of replaced entries.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **items:** :math:`(B, N)`
+            - **output:** :math:`(B, N)`
+        """
+        u = users.view(-1, 1).expand_as(items)
+        bad = self.is_pos(u, items)
+        if bool(bad.any()):
+            idx = bad.nonzero(as_tuple=True)
+            items[idx] = self.uniform_negatives(u[idx])
+        return bad
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(num_items={self.num_items})'

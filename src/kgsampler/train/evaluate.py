@@ -1,0 +1,117 @@
+"""Full-ranking evaluation: every item is ranked for every evaluated user."""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Iterable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from kgsampler.data.csr import UserItemCSR
+
+
+def _discounts(k: int, device) -> Tensor:
+    return 1.0 / torch.log2(torch.arange(k, device=device, dtype=torch.float) +
+                            2.0)
+
+
+@torch.no_grad()
+def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
+             exclude: Iterable[UserItemCSR] = (), ks: Sequence[int] = (20, ),
+             batch_size: int = 4096, kgat_ndcg: bool = False,
+             per_user: bool = False) -> Dict[str, object]:
+    r"""Ranks all items for every user that has at least one ground-truth
+    item and averages top-:math:`K` metrics over those users.
+
+    Metrics at each :math:`K` (binary relevance, :math:`G_u` the user's
+    ground truth, :math:`\text{hit}_r` whether rank :math:`r` is in it):
+
+    * :obj:`recall@K` :math:`= |\text{top}_K \cap G_u| / |G_u|`;
+    * :obj:`precision@K` :math:`= |\text{top}_K \cap G_u| / K`;
+    * :obj:`hit@K` :math:`= [\,|\text{top}_K \cap G_u| > 0\,]`;
+    * :obj:`ndcg@K` :math:`= \text{DCG}/\text{IDCG}` with
+      :math:`\text{DCG} = \sum_{r<K} \text{hit}_r / \log_2(r + 2)` and the
+      ideal list holding :math:`\min(|G_u|, K)` hits (the standard
+      definition, as in RecBole);
+    * :obj:`ndcg_kgat@K` (if :obj:`kgat_ndcg`): the variant of the KGAT /
+      KGPolicy code, whose ideal list re-sorts only the hits found in the
+      top :math:`K` (it is 1 whenever the single hit is ranked first), for
+      comparison with the papers' tables.
+
+    Args:
+        score_fn (callable): Maps user ids :math:`(B)` to scores of every
+            item :math:`(B, |\mathcal{I}|)`, e.g. :obj:`model.full_scores`.
+        ground_truth (UserItemCSR): The held-out positives to find.
+        exclude (iterable of UserItemCSR, optional): Known positives removed
+            from the ranking (train; train and valid when testing).
+        ks (sequence of int, optional): Cut-offs. (default: :obj:`(20,)`)
+        batch_size (int, optional): Users scored at once.
+            (default: :obj:`4096`)
+        kgat_ndcg (bool, optional): Also report :obj:`ndcg_kgat@K`.
+            (default: :obj:`False`)
+        per_user (bool, optional): Also return the per-user metric tensors
+            under :obj:`"per_user"` and the user ids under :obj:`"users"`.
+            (default: :obj:`False`)
+    """
+    ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"evaluate: 'ks' must be positive ints (got {ks})")
+    if batch_size < 1:
+        raise ValueError(f"evaluate: 'batch_size' must be positive "
+                         f"(got {batch_size})")
+    exclude = list(exclude)
+    num_items = ground_truth.num_cols
+    device = ground_truth.device
+    max_k = min(ks[-1], num_items)
+    disc = _discounts(max_k, device)
+    ideal_cum = torch.cumsum(disc, 0)  # IDCG for n hits = ideal_cum[n - 1]
+    users = (ground_truth.degree() > 0).nonzero().view(-1)
+    names = ['recall', 'precision', 'hit', 'ndcg'] + (['ndcg_kgat']
+                                                      if kgat_ndcg else [])
+    out = {f'{m}@{k}': torch.zeros(users.numel(), device=device)
+           for m in names for k in ks}
+
+    for start in range(0, users.numel(), batch_size):
+        u = users[start:start + batch_size]
+        scores = score_fn(u).float()
+        if scores.shape != (u.numel(), num_items):
+            raise ValueError(f"evaluate: 'score_fn' must return shape "
+                             f"[{u.numel()}, {num_items}] (got "
+                             f"{tuple(scores.shape)})")
+        for csr in exclude:
+            r, c = csr.gather_rows(u)
+            scores[r, c] = -math.inf
+        top = scores.topk(max_k, dim=-1).indices  # [B, K]
+        gt = torch.zeros(u.numel(), num_items, dtype=torch.bool,
+                         device=device)
+        r, c = ground_truth.gather_rows(u)
+        gt[r, c] = True
+        hits = gt.gather(1, top).float()  # [B, K]
+        n_gt = ground_truth.degree()[u].float()
+        sl = slice(start, start + u.numel())
+        cum_hits = torch.cumsum(hits, 1)
+        dcg = torch.cumsum(hits * disc, 1)
+        for k in ks:
+            kk = min(k, max_k)
+            h = cum_hits[:, kk - 1]
+            out[f'recall@{k}'][sl] = h / n_gt
+            out[f'precision@{k}'][sl] = h / k
+            out[f'hit@{k}'][sl] = (h > 0).float()
+            n_ideal = torch.clamp(n_gt, max=kk).long()
+            out[f'ndcg@{k}'][sl] = dcg[:, kk - 1] / ideal_cum[n_ideal - 1]
+            if kgat_ndcg:
+                n_hit = h.long()
+                idcg = torch.where(n_hit > 0,
+                                   ideal_cum[(n_hit - 1).clamp(min=0)],
+                                   torch.ones_like(h))
+                out[f'ndcg_kgat@{k}'][sl] = dcg[:, kk - 1] / idcg
+
+    result: Dict[str, object] = {
+        key: (float(v.mean()) if v.numel() else 0.0)
+        for key, v in out.items()
+    }
+    result['num_users'] = int(users.numel())
+    if per_user:
+        result['per_user'] = out
+        result['users'] = users
+    return result

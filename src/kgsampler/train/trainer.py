@@ -1,0 +1,234 @@
+"""Training loop: batches -> sampler -> recommender step -> sampler step."""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from kgsampler.recommender.base import Recommender
+from kgsampler.sampler.base import Sampler
+from kgsampler.train.evaluate import evaluate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    r"""What :meth:`Trainer.fit` returns.
+
+    Args:
+        best_epoch (int): Epoch (1-based) with the best validation
+            :obj:`ndcg@20` (the last epoch when there is no validation set).
+        epochs_run (int): Epochs trained before stopping.
+        epoch_seconds (list of float): Training wall time of each epoch
+            (sampling and optimisation, evaluation excluded).
+        valid (dict): Validation metrics at :obj:`best_epoch`.
+        test (dict): Test metrics of the best checkpoint.
+        history (list of dict): Per-epoch logs.
+        sampler_stats (dict): The sampler's counters (fallback rates...).
+    """
+    best_epoch: int
+    epochs_run: int
+    epoch_seconds: List[float]
+    valid: Dict[str, float]
+    test: Dict[str, float]
+    history: List[Dict[str, float]] = field(default_factory=list)
+    sampler_stats: Dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    r"""Trains a :class:`~kgsampler.recommender.Recommender` with negatives
+    from any :class:`~kgsampler.sampler.Sampler`.
+
+    Each epoch visits every training interaction once in a random order. For
+    every batch: the sampler draws negatives, the recommender takes an Adam
+    step on :meth:`~Recommender.loss`, and a learnable sampler then takes its
+    own step (:meth:`~Sampler.update`) with the recommender frozen. After
+    each :obj:`eval_every` epochs the model is ranked on the validation split;
+    the best state (by :obj:`monitor`) is kept, training stops after
+    :obj:`patience` evaluations without improvement, and the test split is
+    evaluated once, on the best state.
+
+    Args:
+        model (Recommender): The recommender.
+        sampler (Sampler): The negative sampler (its scorer is set to
+            :obj:`model` if it needs one).
+        dataset (KGRecDataset): Provides :obj:`train_pos`, :obj:`valid_pos`,
+            :obj:`test_pos`.
+        lr (float, optional): Adam learning rate. (default: :obj:`1e-3`)
+        batch_size (int, optional): Interactions per batch.
+            (default: :obj:`1024`)
+        max_epochs (int, optional): Epoch cap. (default: :obj:`200`)
+        patience (int, optional): Stop after this many evaluations in a row
+            without improvement. (default: :obj:`10`)
+        eval_every (int, optional): Epochs between evaluations.
+            (default: :obj:`1`)
+        num_neg (int, optional): Negatives per interaction.
+            (default: :obj:`1`)
+        ks (sequence of int, optional): Metric cut-offs.
+            (default: :obj:`(20,)`)
+        monitor (str, optional): Validation metric for model selection.
+            (default: :obj:`"ndcg@20"`)
+        eval_batch_size (int, optional): Users per evaluation batch.
+            (default: :obj:`4096`)
+        kgat_ndcg (bool, optional): Also report KGAT's NDCG variant.
+            (default: :obj:`True`)
+        device (str, optional): :obj:`"cpu"`, :obj:`"cuda"`, or
+            :obj:`"auto"`. (default: :obj:`"cpu"`)
+        progress (bool, optional): Show tqdm bars. (default: :obj:`True`)
+        checkpoint_path (str, optional): Where to save the best state.
+    """
+    def __init__(self, model: Recommender, sampler: Sampler, dataset,
+                 lr: float = 1e-3, batch_size: int = 1024,
+                 max_epochs: int = 200, patience: int = 10,
+                 eval_every: int = 1, num_neg: int = 1,
+                 ks: Sequence[int] = (20, ), monitor: str = 'ndcg@20',
+                 eval_batch_size: int = 4096, kgat_ndcg: bool = True,
+                 device: str = 'cpu', progress: bool = True,
+                 checkpoint_path: Optional[str] = None):
+        for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
+                        ('eval_every', eval_every), ('num_neg', num_neg),
+                        ('eval_batch_size', eval_batch_size)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"Trainer: '{name}' must be a positive int "
+                                 f"(got {v!r})")
+        if not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"Trainer: 'patience' must be a positive int "
+                             f"(got {patience!r})")
+        if not lr > 0:
+            raise ValueError(f"Trainer: 'lr' must be positive (got {lr!r})")
+        if not isinstance(model, Recommender):
+            raise TypeError(f"Trainer: 'model' must be a Recommender "
+                            f"(got {type(model).__name__})")
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"Trainer: 'sampler' must be a Sampler "
+                            f"(got {type(sampler).__name__})")
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.sampler = sampler.to(self.device)
+        if sampler.requires_scorer:
+            sampler.set_scorer(self.model)
+        self.train_pos = dataset.train_pos.to(self.device)
+        self.valid_pos = dataset.valid_pos.to(self.device)
+        self.test_pos = dataset.test_pos.to(self.device)
+        self.lr, self.batch_size, self.max_epochs = lr, batch_size, max_epochs
+        self.patience, self.eval_every, self.num_neg = (patience, eval_every,
+                                                        num_neg)
+        self.ks, self.eval_batch_size = tuple(ks), eval_batch_size
+        if monitor.split('@')[0] not in ('recall', 'ndcg', 'precision',
+                                         'hit', 'ndcg_kgat') or \
+                int(monitor.split('@')[-1]) not in self.ks:
+            raise ValueError(f"Trainer: 'monitor' must be a metric at one of "
+                             f"ks={self.ks}, e.g. 'ndcg@20' (got {monitor!r})")
+        self.monitor, self.kgat_ndcg = monitor, kgat_ndcg
+        self.progress, self.checkpoint_path = progress, checkpoint_path
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+
+    # ----------------------------------------------------------- evaluation
+    def evaluate(self, split: str = 'valid', per_user: bool = False) -> Dict:
+        """Full-ranking metrics on :obj:`"valid"` (train masked) or
+        :obj:`"test"` (train and valid masked)."""
+        if split not in ('valid', 'test'):
+            raise ValueError(f"Trainer.evaluate: 'split' must be 'valid' or "
+                             f"'test' (got {split!r})")
+        self.model.eval()
+        if split == 'valid':
+            gt, exclude = self.valid_pos, [self.train_pos]
+        else:
+            gt, exclude = self.test_pos, [self.train_pos, self.valid_pos]
+        return evaluate(self.model.full_scores, gt, exclude, ks=self.ks,
+                        batch_size=self.eval_batch_size,
+                        kgat_ndcg=self.kgat_ndcg, per_user=per_user)
+
+    # ------------------------------------------------------------- training
+    def train_epoch(self, epoch: int) -> Dict[str, float]:
+        """One pass over the training interactions; returns mean logs."""
+        self.model.train()
+        self.sampler.on_epoch_start(epoch)
+        users_all = self.train_pos.row_ids()
+        items_all = self.train_pos.indices
+        perm = torch.randperm(users_all.numel(), device=self.device)
+        batches = perm.split(self.batch_size)
+        total, sums = 0, {}
+        it = batches
+        if self.progress:
+            from tqdm.auto import tqdm
+            it = tqdm(batches, desc=f'epoch {epoch}', leave=False)
+        for idx in it:
+            users, pos = users_all[idx], items_all[idx]
+            out = self.sampler.sample(users, pos, self.num_neg)
+            loss = self.model.loss(users, pos, out.neg_items)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            logs = {'loss': loss.detach()}  # no per-batch device sync
+            if self.sampler.learnable:
+                logs.update(self.sampler.update(users, pos, out))
+            n = users.numel()
+            total += n
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + v * n
+        return {k: float(v) / max(total, 1) for k, v in sums.items()}
+
+    def fit(self) -> TrainResult:
+        """Trains with early stopping and returns a :class:`TrainResult`."""
+        has_valid = self.valid_pos.nnz > 0
+        best_score, best_epoch, best_state = -float('inf'), 0, None
+        best_valid: Dict[str, float] = {}
+        epoch_seconds, history = [], []
+        bad_evals, epoch = 0, 0
+        for epoch in range(1, self.max_epochs + 1):
+            t0 = time.perf_counter()
+            logs = self.train_epoch(epoch)
+            if self.device.type == 'cuda':
+                torch.cuda.synchronize(self.device)
+            epoch_seconds.append(time.perf_counter() - t0)
+            logs = {'epoch': epoch, 'seconds': epoch_seconds[-1], **logs}
+            if has_valid and (epoch % self.eval_every == 0
+                              or epoch == self.max_epochs):
+                valid = _scalars(self.evaluate('valid'))
+                logs.update({f'valid_{k}': v for k, v in valid.items()})
+                if valid[self.monitor] > best_score:
+                    best_score, best_epoch, best_valid = (
+                        valid[self.monitor], epoch, valid)
+                    best_state = copy.deepcopy(self.model.state_dict())
+                    bad_evals = 0
+                    if self.checkpoint_path:
+                        torch.save(best_state, self.checkpoint_path)
+                else:
+                    bad_evals += 1
+            history.append(logs)
+            log.info(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else
+                              f'{k}={v}' for k, v in logs.items()))
+            if has_valid and bad_evals >= self.patience:
+                log.info('early stopping at epoch %d (best %d)', epoch,
+                         best_epoch)
+                break
+        if best_state is None:  # no validation split: keep the last state
+            best_epoch = epoch
+            if self.checkpoint_path:
+                torch.save(self.model.state_dict(), self.checkpoint_path)
+        else:
+            self.model.load_state_dict(best_state)
+        test = _scalars(self.evaluate('test'))
+        log.info('best epoch %d: valid %s test %s', best_epoch,
+                 _fmt(best_valid), _fmt(test))
+        return TrainResult(best_epoch=best_epoch, epochs_run=epoch,
+                           epoch_seconds=epoch_seconds, valid=best_valid,
+                           test=test, history=history,
+                           sampler_stats=self.sampler.summary_stats())
+
+
+def _scalars(d: Dict) -> Dict[str, float]:
+    return {k: v for k, v in d.items() if isinstance(v, float)}
+
+
+def _fmt(d: Dict[str, float]) -> str:
+    return ' '.join(f'{k}={v:.4f}' for k, v in d.items())

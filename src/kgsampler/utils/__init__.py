@@ -1,0 +1,1 @@
+"""Private helpers (the positive filter, the softmax back end)."""

@@ -1,0 +1,75 @@
+"""End-to-end runs of the ``kgsampler-train`` console script.
+
+They run the *installed* command from a temporary directory, so they also
+check that the configs ship inside the package."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXE = shutil.which('kgsampler-train') or str(
+    Path(sys.executable).parent / 'kgsampler-train')
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(EXE),
+    reason='kgsampler-train is not installed (pip install . first)')
+
+TINY = ['dataset.num_users=200', 'dataset.num_items=150', 'num_threads=1',
+        'trainer.max_epochs=2', 'trainer.progress=false']
+
+
+def run(args, cwd):
+    proc = subprocess.run([EXE, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600,
+                          env={**os.environ, 'KGSAMPLER_CACHE':
+                               str(Path(cwd) / 'cache')})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize('sampler', ['rns', 'dns'])
+def test_train_writes_metrics(tmp_path, sampler):
+    run([f'sampler={sampler}', *TINY, 'seed=3', f'hydra.run.dir={tmp_path}/run'],
+        cwd=tmp_path)
+    metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert list(metrics) == ['dataset', 'sampler', 'recommender', 'seed',
+                             'best_epoch', 'epochs_run', 'epoch_seconds',
+                             'valid', 'test', 'sampler_stats']
+    assert metrics['dataset'] == 'synthetic'
+    assert metrics['sampler'] == sampler and metrics['recommender'] == 'mf'
+    assert metrics['seed'] == 3 and metrics['epochs_run'] == 2
+    assert len(metrics['epoch_seconds']) == 2
+    for key in ('recall@20', 'ndcg@20', 'precision@20', 'hit@20'):
+        assert 0.0 <= metrics['test'][key] <= 1.0
+        assert key in metrics['valid']
+    assert (tmp_path / 'run' / 'best.pt').is_file()
+
+
+def test_multirun_sweep(tmp_path):
+    run(['-m', 'sampler=rns,pns', *TINY, 'trainer.max_epochs=1',
+         f'hydra.sweep.dir={tmp_path}/sweep'], cwd=tmp_path)
+    found = sorted((tmp_path / 'sweep').glob('*/metrics.json'))
+    assert len(found) == 2
+    assert {json.loads(p.read_text())['sampler'] for p in found} == \
+        {'rns', 'pns'}
+
+
+def test_kgat_folder_and_bad_path(tmp_path):
+    data = tmp_path / 'tiny'
+    data.mkdir()
+    (data / 'train.txt').write_text('0 0 1 2\n1 1 2 3\n2 0 3 4\n')
+    (data / 'test.txt').write_text('0 3\n1 4\n2 1\n')
+    (data / 'kg_final.txt').write_text('0 0 5\n1 0 5\n2 1 6\n3 1 6\n4 0 5\n')
+    run(['dataset=kgat', f'dataset.path={data}', 'trainer.max_epochs=1',
+         'trainer.progress=false', f'hydra.run.dir={tmp_path}/run'],
+        cwd=tmp_path)
+    metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
+    assert metrics['dataset'] == 'tiny'
+    proc = subprocess.run([EXE, 'dataset=kgat', f'dataset.path={tmp_path}/no',
+                           f'hydra.run.dir={tmp_path}/run2'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"folder '{tmp_path}/no' not found" in proc.stderr

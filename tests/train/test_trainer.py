@@ -1,0 +1,127 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from kgsampler.data.csr import UserItemCSR
+from kgsampler.recommender import MF
+from kgsampler.sampler import DNS, RNS, SamplerOutput
+from kgsampler.train import Trainer
+
+
+def block_dataset(num_users=60, num_items=40, seed=0):
+    r"""Two communities: users < 30 like items < 20, the others items >= 20.
+    Each user has 8 train, 2 valid and 3 test positives inside its block."""
+    g = torch.Generator().manual_seed(seed)
+    rows, cols = [], []
+    for part in range(2):
+        us = torch.arange(part * 30, part * 30 + 30)
+        for u in us.tolist():
+            items = torch.randperm(20, generator=g)[:13] + 20 * part
+            rows.append(torch.full((13, ), u))
+            cols.append(items)
+    rows, cols = torch.stack(rows), torch.stack(cols)
+
+    def split(a, b):
+        return UserItemCSR.from_pairs(rows[:, a:b].reshape(-1),
+                                      cols[:, a:b].reshape(-1), num_users,
+                                      num_items)
+
+    return SimpleNamespace(num_users=num_users, num_items=num_items,
+                           train_pos=split(0, 8), valid_pos=split(8, 10),
+                           test_pos=split(10, 13))
+
+
+@pytest.mark.parametrize('sampler_cls', [RNS, DNS])
+def test_learns_the_blocks(sampler_cls, tmp_path):
+    torch.manual_seed(0)
+    ds = block_dataset()
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    trainer = Trainer(model, sampler_cls(ds.train_pos), ds, lr=0.05,
+                      batch_size=64, max_epochs=30, patience=5,
+                      progress=False,
+                      checkpoint_path=str(tmp_path / 'best.pt'))
+    before = trainer.evaluate('valid')['recall@20']
+    res = trainer.fit()
+    assert res.valid['recall@20'] > before + 0.3
+    assert res.test['hit@20'] > 0.9
+    assert 1 <= res.best_epoch <= res.epochs_run <= 30
+    assert len(res.epoch_seconds) == res.epochs_run
+    # the restored model is the best one, also on disk
+    assert trainer.evaluate('valid')['ndcg@20'] == pytest.approx(
+        res.valid['ndcg@20'])
+    state = torch.load(tmp_path / 'best.pt')
+    assert torch.equal(state['user_emb.weight'], model.user_emb.weight)
+
+
+def test_early_stopping_stops():
+    torch.manual_seed(0)
+    ds = block_dataset()
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    res = Trainer(model, RNS(ds.train_pos), ds, lr=0.5, batch_size=64,
+                  max_epochs=200, patience=2, progress=False).fit()
+    assert res.epochs_run < 200
+    assert res.epochs_run - res.best_epoch == 2
+
+
+def test_no_validation_split_uses_last_epoch():
+    ds = block_dataset()
+    ds.valid_pos = UserItemCSR.from_pairs(torch.zeros(0, dtype=torch.long),
+                                          torch.zeros(0, dtype=torch.long),
+                                          ds.num_users, ds.num_items)
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    res = Trainer(model, RNS(ds.train_pos), ds, max_epochs=3,
+                  progress=False).fit()
+    assert res.best_epoch == 3 and res.valid == {}
+    assert 'ndcg@20' in res.test
+
+
+class CountingSampler(RNS):
+    """A learnable sampler stub that records the trainer's calls."""
+    learnable = True
+
+    def __init__(self, pos):
+        super().__init__(pos)
+        self.calls, self.epochs = 0, []
+
+    def on_epoch_start(self, epoch):
+        self.epochs.append(epoch)
+
+    def update(self, users, pos_items, output):
+        assert isinstance(output, SamplerOutput)
+        assert output.neg_items.shape == (users.numel(), 2)
+        self.calls += 1
+        return {'policy_loss': 1.0}
+
+
+def test_learnable_sampler_hooks():
+    ds = block_dataset()
+    sampler = CountingSampler(ds.train_pos)
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    res = Trainer(model, sampler, ds, batch_size=100, max_epochs=2,
+                  num_neg=2, progress=False).fit()
+    assert sampler.epochs == [1, 2]
+    assert sampler.calls == 2 * 5  # 480 interactions / 100 per batch
+    assert res.history[0]['policy_loss'] == 1.0
+    assert res.sampler_stats['num_sampled'] == 2 * 480 * 2
+
+
+def test_errors():
+    ds = block_dataset()
+    model = MF(ds.num_users, ds.num_items)
+    s = RNS(ds.train_pos)
+    with pytest.raises(ValueError, match=r"Trainer: 'batch_size' must be a "
+                       r"positive int \(got 0\)"):
+        Trainer(model, s, ds, batch_size=0)
+    with pytest.raises(ValueError, match=r"'patience' must be a positive"):
+        Trainer(model, s, ds, patience=0)
+    with pytest.raises(ValueError, match=r"'lr' must be positive"):
+        Trainer(model, s, ds, lr=0.0)
+    with pytest.raises(ValueError, match=r"'monitor' must be a metric"):
+        Trainer(model, s, ds, monitor='ndcg@10')
+    with pytest.raises(TypeError, match=r"'model' must be a Recommender"):
+        Trainer(object(), s, ds)
+    with pytest.raises(TypeError, match=r"'sampler' must be a Sampler"):
+        Trainer(model, object(), ds)
+    with pytest.raises(ValueError, match=r"'split' must be 'valid' or"):
+        Trainer(model, s, ds).evaluate('train')
