@@ -115,12 +115,36 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
         json.dump(metrics, f, indent=2)
     log.info('wrote %s', os.path.join(output_dir, 'metrics.json'))
-    if cfg.show_paths > 0 and hasattr(sampler, 'explain'):
-        users = cfg.show_paths_users
-        if users is None:
-            users = list(range(min(3, dataset.num_users)))
-        print(sampler.explain(list(users), num_paths=cfg.show_paths))
+    if cfg.show_paths > 0:
+        print('\n'.join(explain(dataset, sampler, cfg.show_paths_users,
+                                cfg.show_paths)))
     return metrics
+
+
+@torch.no_grad()
+def explain(dataset, sampler, users, num_paths: int):
+    """Example exploring paths (KGPolicy's case study): for each user,
+    :obj:`num_paths` walks from its first training positives, with entity and
+    relation names where the dataset has them."""
+    from kgsampler.sampler import format_paths
+    if users is None:
+        users = list(range(min(3, dataset.num_users)))
+    users = torch.as_tensor(list(users), dtype=torch.long)
+    deg = dataset.train_pos.degree()[users]
+    if bool((deg == 0).any()):
+        bad = users[deg == 0].tolist()
+        raise ValueError(f"show_paths_users: users {bad} have no training "
+                         f"positive to start a path from")
+    u = users.repeat_interleave(num_paths)
+    k = torch.arange(num_paths).repeat(users.numel()) % deg.repeat_interleave(
+        num_paths)
+    pos = dataset.train_pos.indices[dataset.train_pos.indptr[u] + k]
+    device = sampler.train_pos.device
+    out = sampler.sample(u.to(device), pos.to(device))
+    if out.paths is None:
+        return [f'{type(sampler).__name__} returns no exploring paths '
+                f'(show_paths needs an explainable sampler such as KGPolicy)']
+    return format_paths(dataset, u, out, n=u.numel())
 
 
 def _choices() -> Dict[str, str]:

@@ -54,6 +54,21 @@ def test_learns_the_blocks(sampler_cls, tmp_path):
     assert torch.equal(state['user_emb.weight'], model.user_emb.weight)
 
 
+def test_weight_decay_shrinks_rows_outside_the_batch():
+    ds = block_dataset()
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8, reg=0.0)
+    trainer = Trainer(model, RNS(ds.train_pos), ds, lr=0.01,
+                      weight_decay=1.0, progress=False)
+    before = model.user_emb.weight[0].norm().item()
+    users = torch.tensor([1])  # user 0 is not in the batch
+    for _ in range(20):
+        loss = model.loss(users, torch.tensor([0]), torch.tensor([[5]]))
+        trainer.optimizer.zero_grad()
+        loss.backward()
+        trainer.optimizer.step()
+    assert model.user_emb.weight[0].norm().item() < 0.9 * before
+
+
 def test_early_stopping_stops():
     torch.manual_seed(0)
     ds = block_dataset()
@@ -117,6 +132,8 @@ def test_errors():
         Trainer(model, s, ds, patience=0)
     with pytest.raises(ValueError, match=r"'lr' must be positive"):
         Trainer(model, s, ds, lr=0.0)
+    with pytest.raises(ValueError, match=r"'weight_decay' must be non-neg"):
+        Trainer(model, s, ds, weight_decay=-1.0)
     with pytest.raises(ValueError, match=r"'monitor' must be a metric"):
         Trainer(model, s, ds, monitor='ndcg@10')
     with pytest.raises(TypeError, match=r"'model' must be a Recommender"):

@@ -24,10 +24,10 @@ class MF(Recommender):
         num_items (int): Number of items.
         embedding_dim (int, optional): Embedding size. (default: :obj:`64`)
         reg (float, optional): L2 weight :math:`\lambda` on the batch's
-            embeddings. (default: :obj:`1e-5`)
+            embeddings. (default: :obj:`1e-2`)
     """
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
-                 reg: float = 1e-5):
+                 reg: float = 1e-2):
         super().__init__()
         for name, v in (('num_users', num_users), ('num_items', num_items),
                         ('embedding_dim', embedding_dim)):

@@ -61,11 +61,14 @@ class Trainer:
         dataset (KGRecDataset): Provides :obj:`train_pos`, :obj:`valid_pos`,
             :obj:`test_pos`.
         lr (float, optional): Adam learning rate. (default: :obj:`1e-3`)
+        weight_decay (float, optional): Adam's L2 weight decay on all the
+            recommender's parameters (every step, also rows not in the
+            batch). (default: :obj:`0.0`)
         batch_size (int, optional): Interactions per batch.
             (default: :obj:`1024`)
         max_epochs (int, optional): Epoch cap. (default: :obj:`200`)
         patience (int, optional): Stop after this many evaluations in a row
-            without improvement. (default: :obj:`10`)
+            without improvement. (default: :obj:`20`)
         eval_every (int, optional): Epochs between evaluations.
             (default: :obj:`1`)
         num_neg (int, optional): Negatives per interaction.
@@ -84,8 +87,9 @@ class Trainer:
         checkpoint_path (str, optional): Where to save the best state.
     """
     def __init__(self, model: Recommender, sampler: Sampler, dataset,
-                 lr: float = 1e-3, batch_size: int = 1024,
-                 max_epochs: int = 200, patience: int = 10,
+                 lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 1024,
+                 max_epochs: int = 200, patience: int = 20,
                  eval_every: int = 1, num_neg: int = 1,
                  ks: Sequence[int] = (20, ), monitor: str = 'ndcg@20',
                  eval_batch_size: int = 4096, kgat_ndcg: bool = True,
@@ -102,6 +106,9 @@ class Trainer:
                              f"(got {patience!r})")
         if not lr > 0:
             raise ValueError(f"Trainer: 'lr' must be positive (got {lr!r})")
+        if not weight_decay >= 0:
+            raise ValueError(f"Trainer: 'weight_decay' must be non-negative "
+                             f"(got {weight_decay!r})")
         if not isinstance(model, Recommender):
             raise TypeError(f"Trainer: 'model' must be a Recommender "
                             f"(got {type(model).__name__})")
@@ -129,7 +136,8 @@ class Trainer:
                              f"ks={self.ks}, e.g. 'ndcg@20' (got {monitor!r})")
         self.monitor, self.kgat_ndcg = monitor, kgat_ndcg
         self.progress, self.checkpoint_path = progress, checkpoint_path
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
+                                          weight_decay=weight_decay)
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, split: str = 'valid', per_user: bool = False) -> Dict:
