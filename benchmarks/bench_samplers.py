@@ -1,5 +1,6 @@
-"""Sampler throughput: negatives per second at batch 1024, positive filter
-included, on ml-1m (or another KGAT folder).
+"""Sampler throughput (negatives per second at batch 1024, positive filter
+included) and MF training-epoch time per sampler, on ml-1m (or another KGAT
+folder).
 
     python benchmarks/bench_samplers.py [--dataset ml-1m] [--threads 1]
 """
@@ -8,7 +9,7 @@ import argparse
 import torch
 
 from _common import dataset_dir, header, timeit
-from kgsampler import DNS, MF, PNS, RNS, KGRecDataset
+from kgsampler import DNS, MF, PNS, RNS, KGRecDataset, Trainer
 
 
 def main():
@@ -45,6 +46,20 @@ def main():
                 sampler.sample(u, i)
         sec = timeit(run, repeat=3)
         print(f'{name:32s} {args.batches * args.batch_size / sec:14,.0f}')
+
+    print(f'\nMF training epoch ({ds.train_pos.nnz:,} interactions, batch '
+          f'{args.batch_size}, evaluation excluded; best of 3 epochs)')
+    print(f'{"sampler":32s} {"s/epoch":>10s}')
+    for name, make in [('RNS', lambda: RNS(ds.train_pos)),
+                       ('PNS', lambda: PNS(ds.train_pos)),
+                       ('DNS-8', lambda: DNS(ds.train_pos, num_candidates=8)),
+                       ('DNS-32', lambda: DNS(ds.train_pos,
+                                              num_candidates=32))]:
+        mf = MF(ds.num_users, ds.num_items, 64)
+        trainer = Trainer(mf, make(), ds, batch_size=args.batch_size,
+                          progress=False)
+        sec = timeit(lambda: trainer.train_epoch(1), repeat=3, warmup=0)
+        print(f'{name:32s} {sec:10.2f}')
 
 
 if __name__ == '__main__':

@@ -1,6 +1,8 @@
 """Negative samplers."""
 from kgsampler.sampler.base import EmbeddingScorer, Sampler, SamplerOutput, Scorer
 from kgsampler.sampler.dns import DNS
+from kgsampler.sampler.kgpolicy import (KGPolicy, KGPolicyOutput,
+                                         KGPolicyRollout, format_paths)
 from kgsampler.sampler.popularity import PNS
 from kgsampler.sampler.uniform import RNS
 
@@ -12,4 +14,8 @@ __all__ = [
     'RNS',
     'PNS',
     'DNS',
+    'KGPolicy',
+    'KGPolicyOutput',
+    'KGPolicyRollout',
+    'format_paths',
 ]

@@ -1,0 +1,863 @@
+r"""KGPolicy: reinforced negative sampling over a knowledge graph (Wang et
+al., "Reinforced Negative Sampling over Knowledge Graph for Recommendation",
+WWW 2020), on PyTorch Geometric."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from kgsampler.data.csr import UserItemCSR
+from kgsampler.sampler import _kgpolicy_nn as nn
+from kgsampler.sampler.base import Sampler, SamplerOutput, Scorer
+from kgsampler.utils._membership import Membership
+from kgsampler.utils._softmax import resolve_backend
+
+
+@dataclass
+class KGPolicyRollout:
+    r"""What :meth:`KGPolicy.loss` needs to recompute the policy's
+    log-probabilities differentiably (indices only, no autograd graph).
+    :math:`R = B N` walks of :math:`T` steps; :obj:`-1` marks invalid
+    candidates and missing choices.
+
+    Shapes:
+        - **users:** :math:`(R)`
+        - **src1, src2, choice1, choice2:** :math:`(T, R)` (node ids of the
+          two hops' sources; chosen columns)
+        - **cand1:** :math:`(T, R, C_1)`, **cand2:** :math:`(T, R, C_2)`
+    """
+    users: Tensor
+    src1: Tensor
+    cand1: Tensor
+    choice1: Tensor
+    src2: Tensor
+    cand2: Tensor
+    choice2: Tensor
+    version: int = 0
+
+
+@dataclass
+class KGPolicyOutput(SamplerOutput):
+    r""":class:`~kgsampler.sampler.SamplerOutput` of :class:`KGPolicy`.
+
+    :obj:`log_prob` is the log-probability of the whole walk under the
+    policy (a value: walks are sampled without gradients, and
+    :meth:`KGPolicy.update` recomputes it differentiably from
+    :obj:`rollout`); :obj:`paths` holds the walk as node ids of
+    the homogeneous graph (users :obj:`0..U-1`, entity :obj:`e` ->
+    :obj:`U + e`), :obj:`[pos, e'_1, e_1, ..., e'_T, e_T]`, :obj:`-1` where a
+    hop had no candidate.
+
+    Args:
+        proposals (torch.Tensor): Item proposed at each step (the last one is
+            the negative before any fallback), :math:`(B, N, T)`.
+        step_log_prob (torch.Tensor): Log-probability of each step (both
+            hops), :math:`(B, N, T)`.
+        rollout (KGPolicyRollout): Indices for :meth:`KGPolicy.loss`.
+    """
+    proposals: Optional[Tensor] = None
+    step_log_prob: Optional[Tensor] = None
+    rollout: Optional[KGPolicyRollout] = None
+
+
+class KGPolicy(Sampler, torch.nn.Module):
+    r"""The knowledge-graph policy network of `"Reinforced Negative Sampling
+    over Knowledge Graph for Recommendation"
+    <https://arxiv.org/abs/2003.05753>`_ (Wang et al., WWW 2020).
+
+    A negative for :math:`(u, i)` is found by :math:`T` exploration steps on
+    the collaborative knowledge graph (training interactions plus the item KG,
+    relations merged): from the current item :math:`e_t` (:math:`e_0 = i`)
+    pick a neighbour :math:`e'` (a KG entity or another user), then an item
+    :math:`e_{t+1}` among :math:`e'`'s item neighbours, with the two-stage
+    attention
+
+    .. math::
+        p(e' \mid e_t) &= \mathrm{softmax}_{e' \in \mathcal{C}_1(e_t)}
+        \big(\mathbf{h}_u^{\top}\,\mathrm{LeakyReLU}(\mathbf{h}_{e_t} \odot
+        \mathbf{h}_{e'})\big) \\
+        p(e_{t+1} \mid e') &= \mathrm{softmax}_{e_{t+1} \in \mathcal{C}_2(e')}
+        \big(\mathbf{h}_u^{\top}\,\mathrm{LeakyReLU}(\mathbf{h}_{e'} \odot
+        \mathbf{h}_{e_{t+1}})\big)
+
+    over representations :math:`\mathbf{h}` from ID embeddings and
+    GraphSAGE layers (:class:`~torch_geometric.nn.conv.SAGEConv`). The
+    candidate sets are pruned: :obj:`n1` random neighbours per node (tables
+    redrawn every :obj:`table_refresh_epochs`), the :obj:`n2` with the largest
+    :math:`\mathbf{h}_{e}^{\top}\mathbf{h}_{e'}` kept, plus
+    :obj:`num_random` uniform items; nodes already on the path, the user
+    itself and the user's training positives are removed, so the walk never
+    proposes a training positive. The softmax is a scatter softmax over the
+    flat valid (row, candidate) pairs. The last item is the negative; every
+    step's item is a proposal rewarded by the recommender,
+
+    .. math::
+        R(e_t) = w_p\, f(u, e_t) + w_s\, g(i, e_t),
+
+    (:meth:`Scorer.score` and the recommender's :obj:`similarity(items_a,
+    items_b)` hook), turned into discounted returns with :obj:`gamma`, minus
+    a running-average baseline, and optimised with REINFORCE on both hops'
+    log-probabilities (:meth:`update`, the recommender frozen).
+
+    Graph learning is amortised: representations (and the pruned neighbour
+    tables) are computed once per policy update and reused by every
+    :meth:`sample` until the next one. Each :meth:`update` back-propagates its
+    batch's REINFORCE loss into those cached representations only (cheap);
+    every :obj:`refresh_interval` batches the accumulated gradient goes
+    through the encoder once and Adam takes one step (exactly on-policy: the
+    policy does not change in between).
+
+    **Fallbacks** (counted in :meth:`summary_stats`): an item whose sampled
+    neighbourhood is empty stays in place and picks among the random items;
+    a hop with no valid candidate ends on a uniform non-positive item
+    (:obj:`output.fallback`). Training positives are never returned.
+
+    Args:
+        train_pos (UserItemCSR): Each user's training positives.
+        edge_index (torch.Tensor): The collaborative KG in the homogeneous
+            layout (see :func:`~kgsampler.data.to_homogeneous_kg`), both
+            directions, :math:`(2, E)`.
+        num_entities (int): Entities, items included (nodes are
+            :math:`|\mathcal{U}| + |\mathcal{E}|`).
+        scorer (Scorer, optional): The recommender (needs :obj:`score`, and
+            :obj:`similarity` when :obj:`w_s != 0`).
+        steps (int, optional): Exploration steps :math:`T`. (default: 2)
+        n1 (int, optional): Sampled neighbours per node. (default: 64)
+        n2 (int, optional): Neighbours kept after pruning. (default: 16)
+        num_random (int, optional): Uniform items added to each second-hop
+            candidate set. (default: 8)
+        prune_random (bool, optional): Let the random items compete in the
+            pruning (else they bypass it). (default: :obj:`False`)
+        w_p (float, optional): Prediction-reward weight. (default: 1.0)
+        w_s (float, optional): Similarity-reward weight (negative: hard but
+            dissimilar negatives). (default: 1.0)
+        gamma (float, optional): Discount of the returns. (default: 0.99)
+        baseline_decay (float, optional): Decay of the running-average
+            reward baseline. (default: 0.9)
+        lr (float, optional): Adam learning rate of the policy. (default:
+            1e-3)
+        weight_decay (float, optional): Adam weight decay. (default: 0)
+        embedding_dim (int, optional): ID embedding size. (default: 64)
+        hidden_dims (sequence of int, optional): SAGEConv output sizes, one a
+            layer. (default: :obj:`(64, 64)`)
+        negative_slope (float, optional): LeakyReLU slope. (default: 0.2)
+        refresh_interval (int, optional): Batches between policy updates and
+            representation refreshes. (default: 16)
+        pg_fraction (float, optional): Fraction of each batch's walks, drawn
+            at random, whose log-probabilities :meth:`update` recomputes for
+            the policy gradient (REINFORCE stays unbiased; 1: all walks).
+            Walks are always sampled without gradients. (default: 1.0)
+        table_refresh_epochs (int, optional): Epochs between redraws of the
+            neighbour tables (0: never). (default: 1)
+        greedy (bool, optional): Take the argmax instead of sampling.
+            (default: :obj:`False`)
+        softmax_backend (str, optional): :obj:`"auto"`,
+            :obj:`"torch_scatter"` or :obj:`"pyg"` (scatter softmax over the
+            flat valid pairs), or :obj:`"dense"` (masked softmax over the
+            padded candidate rows when sampling, same result; the policy
+            gradient then uses the default scatter back end).
+            (default: :obj:`"auto"`)
+        aggr_backend (str, optional): :obj:`"auto"`, :obj:`"csr"`,
+            :obj:`"torch_sparse"` or :obj:`"scatter"`. (default:
+            :obj:`"auto"`)
+        monitor_pos (UserItemCSR, optional): Held-out positives (e.g. the
+            validation split), only to count false negatives in
+            :meth:`summary_stats`; never used for sampling or training.
+        edge_rel (torch.Tensor, optional): Relation id per edge, for
+            explanations. (default: :obj:`None`)
+        **kwargs (optional): Arguments of :class:`Sampler`.
+    """
+    learnable = True
+    requires_scorer = True
+
+    def __init__(self, train_pos: UserItemCSR, edge_index: Tensor,
+                 num_entities: int, scorer: Optional[Scorer] = None,
+                 steps: int = 2, n1: int = 64, n2: int = 16,
+                 num_random: int = 8, prune_random: bool = False,
+                 w_p: float = 1.0, w_s: float = 1.0, gamma: float = 0.99,
+                 baseline_decay: float = 0.9, lr: float = 1e-3,
+                 weight_decay: float = 0.0, embedding_dim: int = 64,
+                 hidden_dims: Sequence[int] = (64, 64),
+                 negative_slope: float = 0.2, refresh_interval: int = 16,
+                 pg_fraction: float = 1.0,
+                 table_refresh_epochs: int = 1, greedy: bool = False,
+                 softmax_backend: str = 'auto', aggr_backend: str = 'auto',
+                 monitor_pos: Optional[UserItemCSR] = None,
+                 edge_rel: Optional[Tensor] = None, **kwargs):
+        torch.nn.Module.__init__(self)
+        Sampler.__init__(self, train_pos, **kwargs)
+        for name, v, lo in (('steps', steps, 1), ('n1', n1, 1), ('n2', n2, 1),
+                            ('num_random', num_random, 0),
+                            ('embedding_dim', embedding_dim, 1),
+                            ('refresh_interval', refresh_interval, 1),
+                            ('table_refresh_epochs', table_refresh_epochs,
+                             0)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"KGPolicy: '{name}' must be an int >= {lo} "
+                                 f"(got {v!r})")
+        if n2 > n1:
+            raise ValueError(f"KGPolicy: 'n2' must not exceed 'n1' (got "
+                             f"n2={n2}, n1={n1})")
+        hidden_dims = list(hidden_dims)
+        if any(isinstance(d, bool) or not isinstance(d, int) or d < 1
+               for d in hidden_dims):
+            raise ValueError(f"KGPolicy: 'hidden_dims' must be positive ints "
+                             f"(got {hidden_dims!r})")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"KGPolicy: 'gamma' must lie in [0, 1] "
+                             f"(got {gamma!r})")
+        if not 0.0 <= baseline_decay < 1.0:
+            raise ValueError(f"KGPolicy: 'baseline_decay' must lie in [0, 1) "
+                             f"(got {baseline_decay!r})")
+        if isinstance(pg_fraction, bool) or not isinstance(
+                pg_fraction, (int, float)) or not 0.0 < pg_fraction <= 1.0:
+            raise ValueError(f"KGPolicy: 'pg_fraction' must lie in (0, 1] "
+                             f"(got {pg_fraction!r})")
+        if not lr > 0:
+            raise ValueError(f"KGPolicy: 'lr' must be positive (got {lr!r})")
+        if w_p == 0 and w_s == 0:
+            raise ValueError("KGPolicy: at least one of 'w_p' and 'w_s' must "
+                             "be non-zero")
+        num_nodes = self.num_users + int(num_entities)
+        if int(num_entities) < self.num_items:
+            raise ValueError(f"KGPolicy: 'num_entities' must count the items "
+                             f"too (got {num_entities} < {self.num_items} "
+                             f"items)")
+        if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or \
+                edge_index.size(0) != 2:
+            raise ValueError(f"KGPolicy: 'edge_index' must be a [2, E] "
+                             f"tensor (got {getattr(edge_index, 'shape', None)})")
+        edge_index = edge_index.long()
+        if edge_index.numel() > 0 and (int(edge_index.min()) < 0 or int(
+                edge_index.max()) >= num_nodes):
+            raise ValueError(f"KGPolicy: 'edge_index' must hold node ids in "
+                             f"[0, {num_nodes}) (users first, then entities)")
+        self.softmax_backend = ('dense' if softmax_backend == 'dense' else
+                                resolve_backend(softmax_backend))
+        self.steps, self.n1, self.n2 = steps, n1, n2
+        self.num_random, self.prune_random = num_random, bool(prune_random)
+        self.w_p, self.w_s, self.gamma = float(w_p), float(w_s), float(gamma)
+        self.baseline_decay = float(baseline_decay)
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.refresh_interval = refresh_interval
+        self.pg_fraction = float(pg_fraction)
+        self.table_refresh_epochs = table_refresh_epochs
+        self.greedy = bool(greedy)
+        self.negative_slope = float(negative_slope)
+        self.num_entities, self.num_nodes = int(num_entities), num_nodes
+        self.edge_index = edge_index
+        self.edge_rel = edge_rel
+        self.encoder = nn.GraphEncoder(num_nodes, edge_index, embedding_dim,
+                                       hidden_dims, negative_slope,
+                                       aggr_backend)
+        self.register_buffer('baseline', torch.zeros(steps))
+        self.register_buffer('baseline_ready', torch.zeros((), dtype=torch.bool))
+        self.monitor = (Membership(monitor_pos) if monitor_pos is not None
+                        and monitor_pos.nnz > 0 else None)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr,
+                                          weight_decay=self.weight_decay)
+        self._buffer: List = []
+        self._num_pending, self._pending_loss, self._last_loss = 0, 0.0, 0.0
+        self._invalidate()
+        self.refresh_tables()
+        if scorer is not None:
+            self.set_scorer(scorer)
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_dataset(cls, dataset, scorer: Optional[Scorer] = None,
+                     track_false_negatives: bool = True,
+                     **kwargs) -> 'KGPolicy':
+        r"""Builds KGPolicy on a :class:`~kgsampler.data.KGRecDataset`'s
+        collaborative KG (read from :obj:`dataset.data`).
+
+        Args:
+            dataset (KGRecDataset): The dataset.
+            scorer (Scorer, optional): The recommender.
+            track_false_negatives (bool, optional): Count negatives that are
+                validation positives (a diagnostic in
+                :meth:`summary_stats`). (default: :obj:`True`)
+            **kwargs (optional): Arguments of :class:`KGPolicy`.
+        """
+        edge_index, edge_rel, _ = nn.collaborative_graph(dataset)
+        monitor = getattr(dataset, 'valid_pos', None)
+        if track_false_negatives and monitor is not None:
+            kwargs.setdefault('monitor_pos', monitor)
+        return cls(dataset.train_pos, edge_index, int(dataset.num_entities),
+                   scorer=scorer, edge_rel=edge_rel, **kwargs)
+
+    def __setattr__(self, name, value):
+        if name == 'scorer':  # never register the recommender as a submodule
+            object.__setattr__(self, name, value)
+        else:
+            torch.nn.Module.__setattr__(self, name, value)
+
+    def set_scorer(self, scorer: Scorer) -> None:
+        Sampler.set_scorer(self, scorer)
+        if self.w_s != 0 and not callable(getattr(scorer, 'similarity',
+                                                  None)):
+            raise TypeError(f"KGPolicy: the similarity reward (w_s="
+                            f"{self.w_s}) needs 'scorer.similarity(items_a, "
+                            f"items_b)'; {type(scorer).__name__} has none "
+                            f"(implement it, or set w_s=0)")
+
+    def reset_parameters(self) -> None:
+        self.encoder.reset_parameters()
+        self.baseline.zero_()
+        self.baseline_ready.fill_(False)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr,
+                                          weight_decay=self.weight_decay)
+        self._buffer = []
+        self._num_pending, self._pending_loss = 0, 0.0
+        self._invalidate()
+
+    def load_state_dict(self, *args, **kwargs):
+        out = torch.nn.Module.load_state_dict(self, *args, **kwargs)
+        self._invalidate()
+        return out
+
+    def to(self, *args, **kwargs) -> 'KGPolicy':
+        r"""Moves the parameters (as :meth:`torch.nn.Module.to`) and the
+        sampler's tables (as :meth:`Sampler.to`)."""
+        torch.nn.Module.to(self, *args, **kwargs)
+        device = self.encoder.embedding.weight.device
+        Sampler.to(self, device)
+        self.edge_index = self.edge_index.to(device)
+        if self.edge_rel is not None:
+            self.edge_rel = self.edge_rel.to(device)
+        self.encoder.set_graph(self.edge_index)
+        self._nbr1 = self._nbr1.to(device)
+        self._nbr2 = self._nbr2.to(device)
+        self._counts = self._counts.to(device)
+        if self.monitor is not None:
+            self.monitor.to(device)
+        self._buffer = []
+        self._num_pending, self._pending_loss = 0, 0.0
+        self._invalidate()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.embedding.weight.device
+
+    def refresh_tables(self) -> None:
+        r"""Redraws the sampled neighbour tables: :obj:`n1` neighbours of
+        every item (first hop) and :obj:`n1` item neighbours of every node
+        (second hop); the pruned tables follow on the next :meth:`sample`."""
+        U, I = self.num_users, self.num_items
+        self._nbr1 = nn.neighbour_table(self.edge_index, I, self.n1,
+                                        row_offset=U)
+        to_item = (self.edge_index[1] >= U) & (self.edge_index[1] < U + I)
+        self._nbr2 = nn.neighbour_table(self.edge_index[:, to_item],
+                                        self.num_nodes, self.n1)
+        self._pruned = None
+
+    # --------------------------------------------------- representations
+    def forward(self) -> Tensor:
+        r"""Representations of all nodes, :math:`(|\mathcal{U}| +
+        |\mathcal{E}|, d)`."""
+        return self.encoder()
+
+    def _invalidate(self) -> None:
+        self._h = None  # representations used for sampling (a leaf)
+        self._h_grad = None  # the same with the encoder's autograd graph
+        self._pruned = None  # pruned neighbour tables for self._h
+        self._keys = None  # attention keys of self._h (no autograd graph)
+        self._keys_leaf = None  # the same as a leaf collecting gradients
+        self._version = getattr(self, '_version', 0) + 1
+
+    def representations(self) -> Tensor:
+        r"""The node representations used for sampling, computed at most
+        once per policy update (every :obj:`refresh_interval` batches). With
+        gradients enabled they are a leaf tensor that collects the policy
+        gradient of every batch; the encoder is back-propagated once, at the
+        update. The pruned neighbour tables and the attention keys
+        (:func:`~kgsampler.sampler._kgpolicy_nn.attention_keys`) are
+        refreshed with them."""
+        if self._h is None:
+            if torch.is_grad_enabled():
+                self._h_grad = self.encoder()
+                self._h = self._h_grad.detach().requires_grad_()
+            else:
+                self._h = self.encoder()
+        if self._pruned is None:
+            U, I = self.num_users, self.num_items
+            with torch.no_grad():
+                h = self._h.detach()
+                nodes = torch.arange(self.num_nodes, device=h.device)
+                self._pruned = (
+                    nn.prune(h, nodes[U:U + I], self._nbr1, self.n2),
+                    nn.prune(h, nodes, self._nbr2, self.n2))
+                self._keys = nn.attention_keys(h)
+        return self._h
+
+    # ------------------------------------------------------------ sampling
+    def _walk_step(self, h: Tensor, keys: Tensor, h_user: Tensor,
+                   users: Tensor, cur: Tensor, history: Tensor):
+        r"""One exploration step (two hops) of every walk, without gradients:
+        the logits come from the exact key/query rewrite of the attention
+        (one SDDMM a hop, :func:`~kgsampler.sampler._kgpolicy_nn.
+        attention_logits_keys`)."""
+        U, I = self.num_users, self.num_items
+        R = cur.numel()
+        pruned1, pruned2 = self._pruned
+        a = self.negative_slope
+        # hop 1: item e_t -> neighbour e' (entity, item or another user)
+        c1 = pruned1[cur - U]
+        bad = (c1 == users.unsqueeze(1)) | nn.in_history(c1, history)
+        c1 = c1.masked_fill(bad, -1)
+        q1 = nn.attention_query(h_user, h.index_select(0, cur), a)
+        p1 = nn.masked_softmax(nn.attention_logits_keys(keys, q1, c1),
+                               c1 >= 0, self.softmax_backend)
+        i1 = nn.choose(p1, self.greedy)
+        has1 = i1 >= 0
+        mid = torch.where(has1, c1.gather(1, i1.clamp(min=0).view(-1, 1))
+                          .view(-1), torch.full_like(i1, -1))
+        src2 = torch.where(has1, mid, cur)
+        # hop 2: e' -> item e_{t+1}
+        c2 = pruned2[mid.clamp(min=0)].masked_fill(~has1.unsqueeze(1), -1)
+        base2 = c2
+        hist2 = torch.cat([history, mid.view(-1, 1)], 1)
+        if self.num_random > 0:
+            # random items, minus repeats of the row's pruned neighbours and
+            # of earlier random items (the pruned rows are distinct)
+            rand = torch.randint(I, (R, self.num_random),
+                                 device=cur.device) + U
+            dup = nn.in_history(rand, c2)
+            if self.num_random > 1:
+                earlier = torch.ones(self.num_random, self.num_random,
+                                     dtype=torch.bool,
+                                     device=cur.device).tril_(-1)
+                dup |= ((rand.unsqueeze(2) == rand.unsqueeze(1)) &
+                        earlier).any(-1)
+            c2 = torch.cat([c2, rand.masked_fill(dup, -1)], 1)
+        valid = c2 >= 0
+        pos = self.is_pos(users.view(-1, 1).expand_as(c2),
+                          (c2 - U).clamp(0, I - 1)) & valid
+        c2 = c2.masked_fill(pos | nn.in_history(c2, hist2), -1)
+        if self.prune_random and self.num_random > 0:
+            c2 = nn.prune(h, src2, c2, self.n2)
+        q2 = nn.attention_query(h_user, h.index_select(0, src2), a)
+        p2 = nn.masked_softmax(nn.attention_logits_keys(keys, q2, c2),
+                               c2 >= 0, self.softmax_backend)
+        i2 = nn.choose(p2, self.greedy)
+        logp = nn.gather_log_prob(p1, i1) + nn.gather_log_prob(p2, i2)
+        nxt = c2.gather(1, i2.clamp(min=0).view(-1, 1)).view(-1)
+        dead = i2 < 0
+        if bool(dead.any()):
+            nxt = nxt.clone()
+            nxt[dead] = self.uniform_negatives(users[dead]) + U
+        from_random = ~((nxt.view(-1, 1) == base2).any(1) | dead)
+        counts = torch.stack([(~has1).sum(), dead.sum(),
+                              (has1 & (mid < U)).sum(), pos.sum()])
+        return (c1, i1, mid, src2, c2, i2, nxt, dead, from_random, logp,
+                counts)
+
+    def _sample(self, users: Tensor, pos_items: Tensor,
+                num_neg: int) -> KGPolicyOutput:
+        U = self.num_users
+        B, N, T = users.numel(), num_neg, self.steps
+        h = self.representations()
+        with torch.no_grad():
+            return self._walk(users, pos_items, h.detach(), B, N, T, U)
+
+    def _walk(self, users, pos_items, h, B, N, T, U) -> KGPolicyOutput:
+        u = users.repeat_interleave(N)
+        cur = pos_items.repeat_interleave(N) + U
+        h_user = h.index_select(0, u)
+        history = cur.view(-1, 1)
+        rec = {k: [] for k in ('c1', 'i1', 'src2', 'c2', 'i2', 'cur')}
+        items, logps, counts = [], [], []
+        for _ in range(T):
+            (c1, i1, mid, src2, c2, i2, nxt, dead, from_random, logp,
+             cnt) = self._walk_step(h, self._keys, h_user, u, cur, history)
+            logps.append(logp)
+            counts.append(cnt)
+            for k, v in (('c1', c1), ('i1', i1), ('src2', src2),
+                         ('c2', c2), ('i2', i2), ('cur', cur)):
+                rec[k].append(v)
+            history = torch.cat([history, mid.view(-1, 1),
+                                 nxt.view(-1, 1)], 1)
+            items.append(nxt - U)
+            cur = nxt
+        neg = items[-1].clone().view(B, N)
+        fallback = dead.view(B, N).clone()
+        replaced = self.replace_positives(users, neg)  # safety net
+        fallback |= replaced
+        if bool(replaced.any()):
+            history[:, -1] = neg.view(-1) + U
+        # counters stay tensors (no per-step host sync); summary_stats reads
+        # them
+        cnt = torch.stack(counts).sum(0)
+        extra = [from_random.sum()]
+        if self.monitor is not None:
+            extra.append(self.monitor(users.view(-1, 1), neg).sum())
+        else:
+            extra.append(torch.zeros((), dtype=torch.long))
+        self._counts += torch.cat([cnt, torch.stack(extra).to(cnt.device)])
+        self.stats['num_steps'] += u.numel() * T
+        rollout = KGPolicyRollout(
+            users=u, src1=torch.stack(rec['cur']),
+            cand1=torch.stack(rec['c1']), choice1=torch.stack(rec['i1']),
+            src2=torch.stack(rec['src2']), cand2=torch.stack(rec['c2']),
+            choice2=torch.stack(rec['i2']), version=self._version)
+        out = KGPolicyOutput(
+            neg_items=neg, paths=history.view(B, N, 2 * T + 1),
+            fallback=fallback,
+            proposals=torch.stack(items, -1).view(B, N, T), rollout=rollout)
+        out.step_log_prob = torch.stack(logps, -1).view(B, N, T)
+        out.log_prob = out.step_log_prob.sum(-1)
+        return out
+
+    # ------------------------------------------------------------ learning
+    def step_log_prob(self, output: KGPolicyOutput,
+                      h: Optional[Tensor] = None) -> Tensor:
+        r"""Log-probability of each step of the walks in :obj:`output` (both
+        hops) under the current policy, differentiable (the exact key/query
+        form of the attention over the flat valid pairs, scatter softmax).
+
+        Args:
+            output (KGPolicyOutput): A :meth:`sample` output.
+            h (torch.Tensor, optional): Node representations (with their
+                autograd graph); computed by the encoder if omitted.
+
+        Shapes:
+            - **output:** :math:`(B, N, T)`
+        """
+        r = output.rollout
+        if r is None:
+            raise ValueError("KGPolicy: 'output' has no rollout; pass the "
+                             "output of KGPolicy.sample")
+        if h is None:
+            h = self.encoder()
+        lp = self._rollout_log_prob(r, h)  # [T, R]
+        B, N = output.neg_items.shape
+        return lp.t().reshape(B, N, lp.size(0))
+
+    def _rollout_log_prob(self, r: KGPolicyRollout, h: Tensor,
+                          rows: Optional[Tensor] = None,
+                          keys: Optional[Tensor] = None) -> Tensor:
+        r"""Differentiable log-probabilities :math:`(T, R')` of the walks
+        :obj:`rows` (all if :obj:`None`) of a rollout: the exact key/query
+        form of the attention (:obj:`keys` defaults to
+        :obj:`attention_keys(h)`), logits only for the flat valid (row,
+        candidate) pairs of both hops of all steps, one scatter softmax."""
+        users, src1, cand1, choice1 = r.users, r.src1, r.cand1, r.choice1
+        src2, cand2, choice2 = r.src2, r.cand2, r.choice2
+        if rows is not None:
+            users = users[rows]
+            src1, cand1, choice1 = src1[:, rows], cand1[:, rows], \
+                choice1[:, rows]
+            src2, cand2, choice2 = src2[:, rows], cand2[:, rows], \
+                choice2[:, rows]
+        T, m = src1.shape
+        if keys is None:
+            keys = nn.attention_keys(h)
+        C = max(cand1.size(-1), cand2.size(-1))
+        pad = lambda c: F.pad(c, (0, C - c.size(-1)), value=-1)
+        cand = torch.cat([pad(cand1), pad(cand2)]).view(2 * T * m, C)
+        choice = torch.cat([choice1, choice2]).view(-1)
+        g = h.index_select(0, torch.cat([users, src1.reshape(-1),
+                                         src2.reshape(-1)]))
+        g_u, g_s = g.split([m, 2 * T * m])
+        q = nn.attention_query(g_u.repeat(2 * T, 1), g_s,
+                               self.negative_slope)
+        lp = nn.pair_log_prob(keys, q, cand, choice, self.softmax_backend)
+        return lp.view(2, T, m).sum(0)
+
+    def _pg_rows(self, num_rows: int, device) -> Optional[Tensor]:
+        r"""The random rows whose policy gradient :meth:`update` computes
+        (:obj:`None`: all)."""
+        m = max(1, int(math.ceil(self.pg_fraction * num_rows)))
+        if m >= num_rows:
+            return None
+        return torch.randperm(num_rows, device=device)[:m]
+
+    def returns(self, reward: Tensor) -> Tensor:
+        r"""Discounted returns :math:`G_t = \sum_{k \geq t} \gamma^{k-t}
+        R_k`. Shapes: **reward** :math:`(B, N, T)`, output the same."""
+        out = torch.empty_like(reward)
+        acc = torch.zeros_like(reward[..., 0])
+        for t in range(reward.size(-1) - 1, -1, -1):
+            acc = reward[..., t] + self.gamma * acc
+            out[..., t] = acc
+        return out
+
+    def loss(self, output: KGPolicyOutput, reward: Tensor,
+             h: Optional[Tensor] = None) -> Tensor:
+        r"""The REINFORCE loss :math:`-\frac{1}{BN}\sum \sum_t (G_t - b_t)
+        \log \pi(\text{step } t)` with discounted returns :math:`G` and the
+        running baseline :math:`b`; the log-probabilities are recomputed
+        (through the encoder unless :obj:`h` is given), so gradients reach
+        the policy's parameters only.
+
+        Args:
+            output (KGPolicyOutput): A :meth:`sample` output.
+            reward (torch.Tensor): Per-step rewards, :math:`(B, N, T)`.
+            h (torch.Tensor, optional): Representations with their graph.
+        """
+        T = output.proposals.size(-1)
+        if reward.shape != output.proposals.shape:
+            raise ValueError(f"KGPolicy.loss: 'reward' must have shape "
+                             f"{tuple(output.proposals.shape)} [B, N, T] "
+                             f"(got {tuple(reward.shape)})")
+        adv = (self.returns(reward.detach()) -
+               self.baseline[:T].to(reward.dtype)).detach()
+        return -(adv * self.step_log_prob(output, h)).sum(-1).mean()
+
+    @torch.no_grad()
+    def reward(self, users: Tensor, pos_items: Tensor,
+               proposals: Tensor) -> Tensor:
+        r"""Per-step rewards :math:`w_p f(u, e_t) + w_s g(i, e_t)` from the
+        recommender (no gradient).
+
+        Shapes: **users, pos_items** :math:`(B)`, **proposals**
+        :math:`(B, N, T)`, output :math:`(B, N, T)`."""
+        B = users.numel()
+        flat = proposals.reshape(B, -1)
+        r = torch.zeros(flat.shape, device=flat.device)
+        if self.w_p != 0:
+            r = r + self.w_p * self.scorer.score(users, flat).float()
+        if self.w_s != 0:
+            r = r + self.w_s * self.scorer.similarity(pos_items, flat).float()
+        return r.view(proposals.shape)
+
+    def update(self, users: Tensor, pos_items: Tensor,
+               output: SamplerOutput) -> Dict[str, float]:
+        r"""Rewards the batch's walks with the (frozen) recommender and
+        accumulates their policy gradient; every :obj:`refresh_interval`
+        batches takes one Adam step (one backward pass through the encoder),
+        after which the representations are recomputed on the next
+        :meth:`sample`.
+
+        The walks were sampled without gradients; the log-probabilities of
+        the chosen actions are recomputed differentiably for a random
+        :obj:`pg_fraction` of the walks (all when 1), which keeps REINFORCE
+        unbiased: the loss is the mean over those walks."""
+        if not isinstance(output, KGPolicyOutput) or output.rollout is None:
+            raise TypeError("KGPolicy.update: 'output' must come from "
+                            "KGPolicy.sample")
+        reward = self.reward(users, pos_items, output.proposals)
+        with torch.no_grad():
+            G = self.returns(reward)
+            mean_G = G.mean(dim=(0, 1))
+            if not bool(self.baseline_ready):
+                self.baseline.copy_(mean_G)
+                self.baseline_ready.fill_(True)
+            adv = G - self.baseline
+            self.baseline.mul_(self.baseline_decay).add_(
+                (1 - self.baseline_decay) * mean_G)
+        r = output.rollout
+        T = adv.size(-1)
+        adv = adv.reshape(-1, T)  # rows b * N + j, as the rollout
+        rows = self._pg_rows(adv.size(0), adv.device)
+        if rows is not None:
+            adv = adv[rows]
+        scale = 1.0 / self.refresh_interval
+        if self._h_grad is not None and self._h is not None and \
+                self._h.requires_grad and r.version == self._version:
+            # gradient w.r.t. the leaf representations, accumulated
+            if self._keys_leaf is None:  # keys' gradient, once per refresh
+                self._keys_leaf = self._keys.detach().requires_grad_()
+            with torch.enable_grad():
+                lp = self._rollout_log_prob(r, self._h, rows,
+                                            self._keys_leaf)  # [T, m]
+                loss = -(adv.t() * lp).sum(0).mean() * scale
+                loss.backward()
+            self._pending_loss += float(loss.detach())
+        else:  # sampled without gradients or before the last update
+            self._buffer.append((r, adv, rows))
+        self._num_pending += 1
+        last = reward[..., -1]
+        self.stats['reward_sum'] += float(last.sum())
+        self.stats['num_rewarded'] += last.numel()
+        if self._num_pending >= self.refresh_interval:
+            self.flush()
+        return {'sampler_reward': float(last.mean()),
+                'sampler_loss': self._last_loss}
+
+    def flush(self) -> None:
+        """Takes the policy step on what :meth:`update` accumulated now."""
+        if self._num_pending == 0:
+            return
+        scale = 1.0 / self.refresh_interval
+        with torch.enable_grad():
+            terms = []
+            grad = self._h.grad if self._h is not None and \
+                self._h.requires_grad else None
+            if grad is not None and self._h_grad is not None:
+                terms.append((self._h_grad * grad).sum())
+            kgrad = self._keys_leaf.grad if self._keys_leaf is not None \
+                else None
+            if kgrad is not None and self._h_grad is not None:
+                terms.append((nn.attention_keys(self._h_grad) * kgrad).sum())
+            if self._buffer:
+                h = self._h_grad if self._h_grad is not None else \
+                    self.encoder()
+                for r, adv, rows in self._buffer:
+                    lp = self._rollout_log_prob(r, h, rows)
+                    loss = -(adv.t() * lp).sum(0).mean()
+                    self._pending_loss += float(loss.detach()) * scale
+                    terms.append(loss * scale)
+            self.optimizer.zero_grad()
+            if terms:
+                sum(terms).backward()
+                self.optimizer.step()
+        self._last_loss = self._pending_loss
+        self.stats['num_updates'] += 1
+        self._buffer = []
+        self._num_pending = 0
+        self._pending_loss = 0.0
+        self._invalidate()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        r"""Redraws the neighbour tables every :obj:`table_refresh_epochs`
+        epochs (from the second epoch on; the first uses the tables built at
+        construction)."""
+        if self.table_refresh_epochs > 0 and epoch > 1 and \
+                (epoch - 1) % self.table_refresh_epochs == 0:
+            self.refresh_tables()
+
+    # --------------------------------------------------------------- stats
+    #: Step counters kept as one tensor during sampling (no host sync).
+    _COUNTERS = ('num_no_neighbour', 'num_dead_end', 'num_user_hop',
+                 'num_masked_positive', 'num_random_pick',
+                 'num_false_negative')
+
+    def reset_stats(self) -> None:
+        super().reset_stats()
+        self.stats.update({k: 0 for k in ('num_steps', 'num_updates',
+                                          'num_rewarded')
+                           + self._COUNTERS})
+        self.stats['reward_sum'] = 0.0
+        dev = self._deg.device if hasattr(self, '_deg') else None
+        self._counts = torch.zeros(len(self._COUNTERS), dtype=torch.long,
+                                   device=dev)
+
+    def _sync_stats(self) -> None:
+        r"""Moves the tensor counters into :obj:`stats` (one host sync)."""
+        for k, v in zip(self._COUNTERS, self._counts.tolist()):
+            self.stats[k] += int(v)
+        self._counts.zero_()
+
+    def summary_stats(self) -> Dict[str, float]:
+        r"""Counters and rates: :obj:`fallback_rate` (negatives replaced by a
+        uniform item), :obj:`dead_end_rate` and :obj:`no_neighbour_rate` (per
+        step), :obj:`user_hop_rate` (first hops through another user),
+        :obj:`masked_positive_per_step` (training positives removed from the
+        candidates, i.e. proposals the walk would otherwise have made
+        possible), :obj:`random_pick_rate` (negatives from the random items),
+        :obj:`false_negative_rate` (negatives that are held-out positives,
+        when monitored) and :obj:`mean_reward`."""
+        self._sync_stats()
+        out = super().summary_stats()
+        st = self.stats
+        steps = max(st['num_steps'], 1)
+        neg = max(st['num_sampled'], 1)
+        out.update({
+            'dead_end_rate': st['num_dead_end'] / steps,
+            'no_neighbour_rate': st['num_no_neighbour'] / steps,
+            'user_hop_rate': st['num_user_hop'] / steps,
+            'masked_positive_per_step': st['num_masked_positive'] / steps,
+            'random_pick_rate': st['num_random_pick'] / neg,
+            'mean_reward': st['reward_sum'] / max(st['num_rewarded'], 1),
+        })
+        if self.monitor is not None:
+            out['false_negative_rate'] = st['num_false_negative'] / neg
+        return out
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, '
+                f'steps={self.steps}, n1={self.n1}, n2={self.n2}, '
+                f'num_random={self.num_random}, w_p={self.w_p}, '
+                f'w_s={self.w_s}, refresh_interval={self.refresh_interval})')
+
+
+# --------------------------------------------------------------- explaining
+def _name(dataset, node: int) -> str:
+    U, I = int(dataset.num_users), int(dataset.num_items)
+    if node < U:
+        return f'user {node}'
+    e = node - U
+    kind = 'item' if e < I else 'entity'
+    fn = getattr(dataset, 'entity_name', None)
+    name = fn(e) if callable(fn) else None
+    if name and name != f'entity {e}':
+        return f'{kind} {e} "{name}"'
+    return f'{kind} {e}'
+
+
+def _relation(dataset, a: int, b: int) -> Optional[str]:
+    r"""Name of the graph edge :obj:`a -> b` (:obj:`None` if there is none:
+    a jump to a random item or a fallback)."""
+    U = int(dataset.num_users)
+    if (a < U) != (b < U):
+        u, node = (a, b) if a < U else (b, a)
+        e = node - U
+        if e < int(dataset.num_items) and bool(
+                (dataset.train_pos.row(u) == e).any()):
+            return 'interacts' if a < U else 'interacted_by'
+        return None
+    if a < U:
+        return None
+    kg = dataset.kg
+    ea, eb = a - U, b - U
+    hit = ((kg[:, 0] == ea) & (kg[:, 2] == eb)).nonzero()
+    inverse = ''
+    if hit.numel() == 0:
+        hit = ((kg[:, 0] == eb) & (kg[:, 2] == ea)).nonzero()
+        inverse = '^-1'
+    if hit.numel() == 0:
+        return None
+    r = int(kg[hit[0, 0], 1])
+    fn = getattr(dataset, 'relation_name', None)
+    return (fn(r) if callable(fn) else f'relation {r}') + inverse
+
+
+def format_paths(dataset, users: Tensor, output: SamplerOutput,
+                 n: int = 5) -> List[str]:
+    r"""Human-readable exploring paths of a :class:`KGPolicy` output (the
+    paper's case study), with entity and relation names where the dataset
+    has them, e.g. ``user 7: item 12 "Heat" -[film.film.genre]-> entity 2401
+    "Crime Film" -[film.film.genre^-1]-> item 88 "Ronin" => negative 88``.
+    ``~>`` marks a jump to one of the random items, ``(no neighbour)`` a hop
+    without candidates and ``(uniform fallback)`` a negative replaced by a
+    uniform one.
+
+    Args:
+        dataset (KGRecDataset): The dataset the sampler was built on.
+        users (torch.Tensor): The users passed to :meth:`KGPolicy.sample`.
+        output (SamplerOutput): Its output (needs :obj:`paths`).
+        n (int, optional): Number of paths to format. (default: :obj:`5`)
+    """
+    if output.paths is None:
+        raise ValueError("format_paths: 'output' has no paths (not a "
+                         "KGPolicy output)")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"format_paths: 'n' must be a non-negative int "
+                         f"(got {n!r})")
+    paths = output.paths.cpu()
+    B, N, _ = paths.shape
+    lines = []
+    for row in range(min(n, B * N)):
+        b, j = divmod(row, N)
+        nodes = [int(x) for x in paths[b, j]]
+        text, prev = _name(dataset, nodes[0]), nodes[0]
+        for node in nodes[1:]:
+            if node < 0:
+                text += ' -> (no neighbour)'
+                continue
+            rel = _relation(dataset, prev, node)
+            text += (f' ~> {_name(dataset, node)}' if rel is None else
+                     f' -[{rel}]-> {_name(dataset, node)}')
+            prev = node
+        if output.fallback is not None and bool(output.fallback[b, j]):
+            text += ' (uniform fallback)'
+        lines.append(f'user {int(users[b])}: {text} => negative '
+                     f'{int(output.neg_items[b, j])}')
+    return lines

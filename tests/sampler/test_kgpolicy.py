@@ -1,0 +1,580 @@
+import pytest
+import torch
+
+from kgsampler.data import KGRecDataset
+from kgsampler.recommender import MF
+from kgsampler.sampler import (EmbeddingScorer, KGPolicy, KGPolicyOutput,
+                               format_paths)
+from kgsampler.sampler import _kgpolicy_nn as nn
+from kgsampler.utils._softmax import HAS_TORCH_SCATTER
+
+
+@pytest.fixture
+def tiny():
+    r"""Three users, five items (entities 0-4), two other entities (5, 6),
+    two relations; validation empty so train is exactly what is drawn::
+
+        users       items          entities
+        u0 ──────── i0 ──r0── e5
+         └───────── i1 ──r0───┘
+                     └──r1── e6
+        u1 ──────── i2 ──r1───┤
+        u2 ──── i0           │
+         └───── i3 ──r1──────┘
+                    i4          (no interaction, no KG edge)
+    """
+    train = torch.tensor([[0, 0], [0, 1], [1, 2], [2, 0], [2, 3]])
+    test = torch.tensor([[1, 4]])
+    kg = torch.tensor([[0, 0, 5], [1, 0, 5], [1, 1, 6], [2, 1, 6],
+                       [3, 1, 6]])
+    return KGRecDataset(train, test, kg, num_users=3, num_items=5,
+                        num_entities=7, valid_ratio=0.0,
+                        relation_names=['genre', 'director'],
+                        entity_names=['A', 'B', 'C', 'D', 'E', 'Comedy',
+                                      'Lynch'])
+
+
+def random_dataset(seed, U=12, I=20, E=30, T=40):
+    g = torch.Generator().manual_seed(seed)
+    dense = torch.rand(U, I, generator=g) < 0.3
+    dense[:, -1] = False  # every user keeps a negative
+    dense[torch.arange(U), torch.randint(I - 1, (U, ), generator=g)] = True
+    train = dense.nonzero()
+    test = torch.stack([torch.arange(U), torch.full((U, ), I - 1)], 1)
+    kg = torch.stack([torch.randint(I, (T, ), generator=g),
+                      torch.randint(3, (T, ), generator=g),
+                      torch.randint(E, (T, ), generator=g)], 1)
+    kg = torch.unique(kg, dim=0)
+    return KGRecDataset(train, test, kg, num_users=U, num_items=I,
+                        num_entities=E, valid_ratio=0.0)
+
+
+def build(ds, seed=0, **kwargs):
+    torch.manual_seed(seed)
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    kwargs.setdefault('n1', 4)
+    kwargs.setdefault('n2', 2)
+    kwargs.setdefault('num_random', 2)
+    kwargs.setdefault('embedding_dim', 8)
+    kwargs.setdefault('hidden_dims', (8, 8))
+    return KGPolicy.from_dataset(ds, scorer=model, **kwargs), model
+
+
+# --------------------------------------------------------------- the graph
+def test_graph_from_hetero_data_equals_graph_from_tensors(tiny):
+    ei, rel, n = nn.collaborative_graph(tiny)
+    assert n == 3 + 7
+    # user-item: 5 interactions, KG: 5 triples; both directions
+    assert ei.size(1) == 2 * (5 + 5)
+    assert set(rel.tolist()) == {nn.INTERACT, 0, 1}
+
+    class Plain:  # the same dataset without .data
+        pass
+
+    plain = Plain()
+    for k in ('num_users', 'num_items', 'num_entities', 'train_pos', 'kg'):
+        setattr(plain, k, getattr(tiny, k))
+    ei2, rel2, _ = nn.collaborative_graph(plain)
+    assert torch.equal(ei, ei2) and torch.equal(rel, rel2)
+    homo = tiny.homogeneous_kg()
+    assert torch.equal(ei, homo.edge_index)
+
+
+@pytest.mark.parametrize('width', [1, 2, 8])
+def test_neighbour_table_rows_are_distinct_neighbours(tiny, width):
+    ei, _, n = nn.collaborative_graph(tiny)
+    torch.manual_seed(0)
+    table = nn.neighbour_table(ei, n, width)
+    assert table.shape == (n, width)
+    for v in range(n):
+        nbrs = set(ei[1, ei[0] == v].tolist())
+        row = [x for x in table[v].tolist() if x >= 0]
+        assert len(row) == len(set(row)) == min(width, len(nbrs))
+        assert set(row) <= nbrs
+        assert all(x == -1 for x in table[v, len(row):].tolist())
+    # the isolated item 4 (node 3 + 4) has an empty row
+    assert (table[7] == -1).all()
+
+
+@pytest.mark.parametrize('backend', ['scatter', pytest.param(
+    'torch_sparse', marks=pytest.mark.skipif(
+        not nn.HAS_TORCH_SPARSE, reason='torch-sparse is not installed'))])
+def test_aggregation_backends_agree(tiny, backend):
+    ei, _, n = nn.collaborative_graph(tiny)
+    torch.manual_seed(0)
+    a = nn.GraphEncoder(n, ei, 8, (8, 8), aggr_backend='csr')
+    b = nn.GraphEncoder(n, ei, 8, (8, 8), aggr_backend=backend)
+    b.load_state_dict(a.state_dict())
+    ha, hb = a(), b()
+    assert torch.allclose(ha, hb, atol=1e-5)
+    ha.square().sum().backward()
+    hb.square().sum().backward()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-4)
+
+
+# -------------------------------------------------------------- attention
+def softmax_backends():
+    return ['pyg', pytest.param('torch_scatter', marks=pytest.mark.skipif(
+        not HAS_TORCH_SCATTER, reason='torch-scatter is not installed'))]
+
+
+@pytest.mark.parametrize('backend', softmax_backends())
+@pytest.mark.parametrize('rows,cols', [(1, 1), (4, 3), (16, 9)])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_attention_rows_sum_to_one_and_match_dense(backend, rows, cols, seed):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(30, 8, generator=g)
+    users = torch.randint(30, (rows, ), generator=g)
+    src = torch.randint(30, (rows, ), generator=g)
+    cand = torch.randint(30, (rows, cols), generator=g)
+    cand[torch.rand(rows, cols, generator=g) < 0.3] = -1
+    cand[0] = -1  # an empty row
+    logits = nn.attention_logits(h, users, src, cand)
+    # dense reference: h_u^T LeakyReLU(h_src * h_cand), softmax over valid
+    z = torch.nn.functional.leaky_relu(h[src][:, None] * h[cand.clamp(min=0)],
+                                       0.2)
+    ref_logits = torch.einsum('rcd,rd->rc', z, h[users])
+    assert torch.allclose(logits, ref_logits, atol=1e-5)
+    valid = cand >= 0
+    p = nn.masked_scatter_softmax(logits, valid, backend)
+    ref = torch.softmax(ref_logits.masked_fill(~valid, -float('inf')), 1)
+    ref = torch.nan_to_num(ref, nan=0.0)
+    assert torch.allclose(p, ref, atol=1e-6)
+    has = valid.any(1)
+    assert torch.allclose(p.sum(1)[has], torch.ones(int(has.sum())))
+    assert (p[~valid] == 0).all()
+
+
+@pytest.mark.skipif(not HAS_TORCH_SCATTER,
+                    reason='torch-scatter is not installed')
+def test_sampler_softmax_backends_agree(tiny):
+    outs = []
+    for backend in ('pyg', 'torch_scatter'):
+        s, _ = build(tiny, softmax_backend=backend)
+        torch.manual_seed(1)
+        outs.append(s.sample(torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3]),
+                             3))
+    assert torch.equal(outs[0].neg_items, outs[1].neg_items)
+    assert torch.allclose(outs[0].log_prob, outs[1].log_prob, atol=1e-5)
+
+
+def test_prune_keeps_top_scores():
+    h = torch.tensor([[1., 0.], [3., 0.], [2., 0.], [-1., 0.], [5., 0.]])
+    cand = torch.tensor([[1, 2, 3, 4], [3, -1, -1, -1]])
+    out = nn.prune(h, torch.tensor([0, 0]), cand, 2)
+    assert out.tolist() == [[4, 1], [3, -1]]
+
+
+def test_dedupe():
+    out = nn.dedupe(torch.tensor([[3, 1, 3, -1, 1], [2, 2, 2, 0, -1]]))
+    assert out.tolist() == [[3, 1, -1, -1, -1], [2, -1, -1, 0, -1]]
+
+
+# -------------------------------------------------------------- guarantees
+@pytest.mark.parametrize('seed', range(6))
+@pytest.mark.parametrize('steps', [1, 3])
+def test_never_a_training_positive(seed, steps):
+    ds = random_dataset(seed)
+    s, _ = build(ds, seed=seed, steps=steps, num_random=seed % 3,
+                 prune_random=bool(seed % 2))
+    dense = ds.train_pos.to_dense()
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(3):
+        users = torch.randint(ds.num_users, (64, ), generator=g)
+        pos = torch.randint(ds.num_items, (64, ), generator=g)
+        out = s.sample(users, pos, 2)
+        assert not dense[users.view(-1, 1), out.neg_items].any()
+        # every proposal along the walk avoids the positives too
+        assert not dense[users.view(-1, 1, 1), out.proposals].any()
+        s.update(users, pos, out)
+
+
+@pytest.mark.parametrize('steps', [1, 2, 3, 4])
+@pytest.mark.parametrize('num_neg', [1, 2])
+def test_shapes_and_path_history_excluded(tiny, steps, num_neg):
+    s, _ = build(tiny, steps=steps)
+    users = torch.tensor([0, 1, 2, 2])
+    pos = torch.tensor([1, 2, 0, 3])
+    out = s.sample(users, pos, num_neg)
+    assert isinstance(out, KGPolicyOutput)
+    assert out.neg_items.shape == (4, num_neg)
+    assert out.paths.shape == (4, num_neg, 2 * steps + 1)
+    assert out.log_prob.shape == (4, num_neg)
+    assert out.step_log_prob.shape == out.proposals.shape == (4, num_neg,
+                                                             steps)
+    assert torch.equal(out.paths[..., -1], out.neg_items + 3)
+    assert torch.equal(out.paths[..., 0], (pos + 3).view(-1, 1).expand(
+        -1, num_neg))
+    # walks where no hop dead-ended on a uniform fallback never revisit
+    dead = (out.rollout.choice2 < 0).any(0).view(4, num_neg)
+    if steps <= 2:  # longer walks exhaust this tiny graph
+        assert (~dead).any()
+    for b in range(4):
+        for j in range(num_neg):
+            path = out.paths[b, j].tolist()
+            nodes = [x for x in path if x >= 0]
+            if not dead[b, j]:
+                assert len(nodes) == len(set(nodes)), path
+            assert users[b].item() not in path[1::2]  # not through u itself
+
+
+def test_batch_of_one_and_one_positive_user(tiny):
+    s, _ = build(tiny)
+    out = s.sample(torch.tensor([1]), torch.tensor([2]))  # u1 has one item
+    assert out.neg_items.shape == (1, 1)
+    assert out.neg_items.item() != 2
+    logs = s.update(torch.tensor([1]), torch.tensor([2]), out)
+    assert set(logs) == {'sampler_reward', 'sampler_loss'}
+
+
+def test_item_without_neighbours_falls_back(tiny):
+    s, _ = build(tiny, steps=1)
+    users = torch.tensor([1]).repeat(20)
+    pos = torch.tensor([4]).repeat(20)  # item 4: no user, no KG edge
+    out = s.sample(users, pos)
+    assert (out.paths[:, 0, 1] == -1).all()  # no intermediate node
+    stats = s.summary_stats()
+    assert stats['no_neighbour_rate'] == 1.0
+    assert (out.neg_items != 2).all()
+    # without random items the hop dead-ends on a uniform fallback
+    s, _ = build(tiny, steps=1, num_random=0)
+    out = s.sample(users, pos)
+    assert out.fallback.all()
+    assert s.summary_stats()['fallback_rate'] == 1.0
+    assert (out.neg_items != 2).all()
+
+
+def test_deterministic_with_seed(tiny):
+    results = []
+    for _ in range(2):
+        s, _ = build(tiny, seed=3, refresh_interval=1)
+        torch.manual_seed(7)
+        users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+        outs = []
+        for _ in range(3):
+            out = s.sample(users, pos, 2)
+            s.update(users, pos, out)
+            outs.append(out)
+        results.append(outs)
+    for a, b in zip(*results):
+        assert torch.equal(a.neg_items, b.neg_items)
+        assert torch.equal(a.paths, b.paths)
+        assert torch.equal(a.log_prob, b.log_prob)
+
+
+def test_greedy_takes_the_argmax():
+    ds = random_dataset(0)
+    s, _ = build(ds, greedy=True, num_random=0, steps=1)
+    users, pos = ds.train_pos.row_ids()[:10], ds.train_pos.indices[:10]
+    out = s.sample(users, pos, 3)
+    ok = (out.rollout.choice2 >= 0).all(0).view(10, 3).all(1)
+    assert ok.any()
+    neg = out.neg_items[ok]
+    assert (neg == neg[:, :1]).all()
+    # the chosen candidates are the rows' most probable ones
+    lp = s.step_log_prob(out).detach()[ok]
+    assert torch.allclose(lp, lp[:, :1])
+
+
+# ---------------------------------------------------------------- learning
+def test_gradients_reach_only_the_right_parameters(tiny):
+    s, model = build(tiny, refresh_interval=1)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    out = s.sample(users, pos, 2)  # grad mode on, as in the trainer
+    # recommender step: no sampler gradient
+    model.loss(users, pos, out.neg_items).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is None for p in s.parameters())
+    model.zero_grad(set_to_none=True)
+    # sampler step: no recommender gradient, sampler parameters move
+    before = [p.detach().clone() for p in s.parameters()]
+    rec_before = [p.detach().clone() for p in model.parameters()]
+    s.update(users, pos, out)
+    assert all(p.grad is None for p in model.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, s.parameters()))
+    assert all(torch.equal(a, p) for a, p in zip(rec_before,
+                                                 model.parameters()))
+    # the public loss reaches the encoder
+    out = s.sample(users, pos, 2)
+    reward = s.reward(users, pos, out.proposals)
+    s.loss(out, reward).backward()
+    assert s.encoder.embedding.weight.grad is not None
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_step_log_prob_matches_sampling_log_prob(tiny):
+    s, _ = build(tiny, steps=3)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    with torch.no_grad():
+        out = s.sample(users, pos, 2)
+    lp = s.step_log_prob(out)
+    assert lp.requires_grad
+    assert torch.allclose(lp.detach(), out.step_log_prob, atol=1e-5)
+    assert torch.allclose(out.log_prob, out.step_log_prob.sum(-1))
+
+
+def test_discounted_returns(tiny):
+    s, _ = build(tiny, steps=3, gamma=0.5)
+    r = torch.tensor([[[1., 2., 4.]]])
+    assert s.returns(r).tolist() == [[[3., 4., 4.]]]
+
+
+@pytest.mark.parametrize('interval', [1, 3])
+def test_representations_at_most_once_per_batch(tiny, interval):
+    s, _ = build(tiny, refresh_interval=interval)
+    calls = []
+    s.encoder.register_forward_hook(lambda *a: calls.append(1))
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    for _ in range(6):
+        s.update(users, pos, s.sample(users, pos))
+    assert len(calls) == 6 // interval
+    assert s.stats['num_updates'] == 6 // interval
+
+
+def test_tables_refresh_every_epoch(tiny):
+    s, _ = build(tiny, n1=1, n2=1)
+    seen = set()
+    for epoch in range(1, 30):
+        s.on_epoch_start(epoch)
+        seen.add(tuple(s._nbr1[1].tolist()))  # item 1: u0, e5, e6
+    assert len(seen) > 1
+    s, _ = build(tiny, n1=1, n2=1, table_refresh_epochs=0)
+    first = s._nbr1.clone()
+    for epoch in range(1, 5):
+        s.on_epoch_start(epoch)
+    assert torch.equal(first, s._nbr1)
+
+
+def test_similarity_only_and_prediction_only(tiny):
+    for w_p, w_s in ((1.0, 0.0), (0.0, 1.0), (1.0, -1.0)):
+        s, model = build(tiny, w_p=w_p, w_s=w_s)
+        users, pos = torch.tensor([0, 1]), torch.tensor([0, 2])
+        out = s.sample(users, pos, 2)
+        r = s.reward(users, pos, out.proposals)
+        with torch.no_grad():
+            ref = w_p * model.score(users, out.proposals.view(2, -1)) + \
+                w_s * model.similarity(pos, out.proposals.view(2, -1))
+        assert torch.allclose(r.view(2, -1), ref)
+
+
+def test_scorer_without_similarity():
+    class ScoreOnly:
+        def score(self, users, items):
+            return torch.zeros(items.shape)
+
+    ds = random_dataset(0)
+    s, _ = build(ds, w_s=0.0)
+    s.set_scorer(ScoreOnly())
+    out = s.sample(torch.tensor([0]), torch.tensor([1]))
+    s.update(torch.tensor([0]), torch.tensor([1]), out)
+    s, _ = build(ds)
+    with pytest.raises(TypeError, match='needs .scorer.similarity'):
+        s.set_scorer(ScoreOnly())
+
+
+# ------------------------------------------------------------------- misc
+def test_module_behaviour(tiny):
+    s, model = build(tiny)
+    names = [n for n, _ in s.named_parameters()]
+    assert names and all(n.startswith('encoder.') for n in names)
+    assert s.scorer is model and 'scorer' not in dict(s.named_modules())
+    assert s.to('cpu') is s
+    assert '\n' not in repr(s) and repr(s).startswith('KGPolicy(')
+    state = {k: v.clone() for k, v in s.state_dict().items()}
+    s.reset_parameters()
+    s.load_state_dict(state)
+    assert s.learnable and s.requires_scorer
+    stats = s.summary_stats()
+    for k in ('fallback_rate', 'dead_end_rate', 'random_pick_rate',
+              'mean_reward'):
+        assert k in stats
+
+
+def test_format_paths(tiny):
+    s, _ = build(tiny, steps=1, num_random=0)
+    users, pos = torch.tensor([0, 1]), torch.tensor([1, 2])
+    torch.manual_seed(0)
+    out = s.sample(users, pos)
+    lines = format_paths(tiny, users, out, n=2)
+    assert len(lines) == 2
+    assert lines[0].startswith('user 0: item 1 "B"')
+    assert '=> negative' in lines[0]
+    assert any(r in ' '.join(lines) for r in ('genre', 'director',
+                                              'interacted_by'))
+    with pytest.raises(ValueError, match="'n' must be a non-negative int"):
+        format_paths(tiny, users, out, n=-1)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'steps': 0}, "'steps' must be an int >= 1"),
+    ({'n1': 0}, "'n1' must be an int >= 1"),
+    ({'n2': 5, 'n1': 4}, "'n2' must not exceed 'n1'"),
+    ({'num_random': -1}, "'num_random' must be an int >= 0"),
+    ({'refresh_interval': 0}, "'refresh_interval' must be an int >= 1"),
+    ({'table_refresh_epochs': -1}, "'table_refresh_epochs' must be"),
+    ({'gamma': 1.5}, "'gamma' must lie in"),
+    ({'baseline_decay': 1.0}, "'baseline_decay' must lie in"),
+    ({'lr': 0.0}, "'lr' must be positive"),
+    ({'w_p': 0.0, 'w_s': 0.0}, "at least one of 'w_p' and 'w_s'"),
+    ({'hidden_dims': (8, 0)}, "'hidden_dims' must be positive ints"),
+    ({'softmax_backend': 'x'}, "'backend' must be one of"),
+    ({'aggr_backend': 'x'}, "'aggr_backend' must be one of"),
+])
+def test_argument_errors(tiny, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build(tiny, **kwargs)
+
+
+def test_constructor_errors(tiny):
+    ei, _, _ = nn.collaborative_graph(tiny)
+    with pytest.raises(ValueError, match="'num_entities' must count"):
+        KGPolicy(tiny.train_pos, ei, 2)
+    with pytest.raises(ValueError, match=r"'edge_index' must be a \[2, E\]"):
+        KGPolicy(tiny.train_pos, ei[0], 7)
+    with pytest.raises(ValueError, match="'edge_index' must hold node ids"):
+        KGPolicy(tiny.train_pos, ei + 100, 7)
+    s = KGPolicy(tiny.train_pos, ei, 7, n1=4, n2=2)
+    with pytest.raises(RuntimeError, match='no scorer set'):
+        s.sample(torch.tensor([0]), torch.tensor([0]))
+    s.set_scorer(EmbeddingScorer(torch.randn(3, 4), torch.randn(5, 4)))
+    with pytest.raises(TypeError, match='must come from KGPolicy.sample'):
+        s.update(torch.tensor([0]), torch.tensor([0]), None)
+    out = s.sample(torch.tensor([0]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="'reward' must have shape"):
+        s.loss(out, torch.zeros(1))
+
+
+# ------------------------------------------------------ fast-path pieces
+@pytest.mark.parametrize('slope', [0.0, 0.2, 0.5])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_key_query_rewrite_equals_direct_attention(slope, seed):
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(40, 8, generator=g)
+    users = torch.randint(40, (12, ), generator=g)
+    src = torch.randint(40, (12, ), generator=g)
+    cand = torch.randint(40, (12, 7), generator=g)
+    cand[torch.rand(12, 7, generator=g) < 0.3] = -1
+    valid = cand >= 0
+    # dense reference: h_u^T LeakyReLU(h_src * h_cand)
+    z = torch.nn.functional.leaky_relu(h[src][:, None] * h[cand.clamp(min=0)],
+                                       slope)
+    ref = torch.einsum('rcd,rd->rc', z, h[users])
+    keys = nn.attention_keys(h)
+    q = nn.attention_query(h[users], h[src], slope)
+    assert torch.allclose(torch.einsum('rcd,rd->rc', keys[cand.clamp(min=0)],
+                                       q), ref, atol=1e-5)
+    out = nn.attention_logits_keys(keys, q, cand)
+    assert torch.allclose(out[valid], ref[valid], atol=1e-5)
+    assert torch.allclose(nn.attention_logits(h, users, src, cand, slope),
+                          ref, atol=1e-5)
+
+
+@pytest.mark.parametrize('backend', softmax_backends())
+def test_pair_log_prob_value_and_gradient_match_direct(backend):
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(30, 8, generator=g, dtype=torch.double)
+    users = torch.randint(30, (10, ), generator=g)
+    src = torch.randint(30, (10, ), generator=g)
+    cand = torch.randint(30, (10, 6), generator=g)
+    cand[torch.rand(10, 6, generator=g) < 0.3] = -1
+    cand[0] = -1  # an empty row: no choice
+    valid = cand >= 0
+    choice = torch.where(valid.any(1), valid.to(torch.long).argmax(1), -1)
+
+    def direct(h):
+        z = torch.nn.functional.leaky_relu(
+            h[src][:, None] * h[cand.clamp(min=0)], 0.2)
+        logit = torch.einsum('rcd,rd->rc', z, h[users])
+        lp = torch.log_softmax(logit.masked_fill(~valid, -float('inf')), 1)
+        lp = lp.gather(1, choice.clamp(min=0).view(-1, 1)).view(-1)
+        return torch.where(choice >= 0, lp, torch.zeros_like(lp))
+
+    def fast(h):
+        q = nn.attention_query(h[users], h[src], 0.2)
+        return nn.pair_log_prob(nn.attention_keys(h), q, cand, choice,
+                                backend)
+
+    w = torch.randn(10, generator=g, dtype=torch.double)
+    ha = h.clone().requires_grad_()
+    hb = h.clone().requires_grad_()
+    a, b = direct(ha), fast(hb)
+    assert torch.allclose(a, b, atol=1e-8)
+    assert b[0] == 0
+    (a * w).sum().backward()
+    (b * w).sum().backward()
+    assert torch.allclose(ha.grad, hb.grad, atol=1e-8)
+
+
+def test_masked_softmax_dense_and_scatter_agree():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(20, 9, generator=g)
+    valid = torch.rand(20, 9, generator=g) < 0.6
+    valid[3] = False
+    ref = nn.masked_softmax(logits, valid, 'pyg')
+    backends = ['pyg', 'dense'] + (['torch_scatter'] if HAS_TORCH_SCATTER
+                                   else [])
+    for backend in backends:
+        assert torch.allclose(nn.masked_softmax(logits, valid, backend), ref,
+                              atol=1e-6)
+
+
+def test_choose_never_draws_zero_probability_columns():
+    g = torch.Generator().manual_seed(0)
+    p = torch.rand(500, 7, generator=g)
+    p[torch.rand(500, 7, generator=g) < 0.5] = 0
+    p[0] = 0  # no mass
+    p = p / p.sum(1, keepdim=True).clamp(min=1e-30)
+    idx = nn.choose(p, False, generator=g)
+    assert idx[0] == -1
+    ok = idx >= 0
+    assert (ok == (p.sum(1) > 0)).all()
+    assert (p[ok].gather(1, idx[ok].view(-1, 1)) > 0).all()
+    # the empirical frequencies follow p
+    row = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).expand(20000, -1)
+    freq = torch.bincount(nn.choose(row, False, generator=g), minlength=4)
+    assert torch.allclose(freq / 20000., row[0], atol=0.02)
+
+
+def test_policy_gradient_fraction_one_matches_full_batch(tiny):
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    s, model = build(tiny, refresh_interval=4, pg_fraction=1.0)
+    torch.manual_seed(5)
+    out = s.sample(users, pos, 2)
+    reward = s.reward(users, pos, out.proposals)
+    G = s.returns(reward)
+    s.update(users, pos, out)  # first batch: baseline = mean return
+    adv = G - G.mean(dim=(0, 1))
+    h = s._h.detach().clone().requires_grad_()
+    ref = -(adv * s.step_log_prob(out, h)).sum(-1).mean() / 4
+    ref.backward()
+    # the update's gradient sits in the leaf representations and keys
+    got = s._h.grad.clone()
+    hk = s._h.detach().clone().requires_grad_()
+    (nn.attention_keys(hk) * s._keys_leaf.grad).sum().backward()
+    got = got + hk.grad
+    assert torch.allclose(got, h.grad, atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_policy_gradient_subset_reaches_only_sampler(tiny):
+    s, model = build(tiny, refresh_interval=1, pg_fraction=0.5)
+    users, pos = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 2, 3, 1])
+    out = s.sample(users, pos, 2)
+    model.loss(users, pos, out.neg_items).backward()
+    model.zero_grad(set_to_none=True)
+    before = [p.detach().clone() for p in s.parameters()]
+    rec_before = [p.detach().clone() for p in model.parameters()]
+    s.update(users, pos, out)
+    assert all(p.grad is None for p in model.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, s.parameters()))
+    assert all(torch.equal(a, p) for a, p in zip(rec_before,
+                                                 model.parameters()))
+    assert s._pg_rows(8, torch.device('cpu')).numel() == 4
+    assert s._pg_rows(1, torch.device('cpu')) is None
+
+
+@pytest.mark.parametrize('value', [0.0, 1.5, -0.1, True])
+def test_pg_fraction_errors(tiny, value):
+    with pytest.raises(ValueError, match='pg_fraction'):
+        build(tiny, pg_fraction=value)
