@@ -30,11 +30,15 @@ def main():
     model = MF(ds.num_users, ds.num_items, 64)
     model.requires_grad_(False)
     configs = [
+        ('RNS (auto filter: dense)', RNS(ds.train_pos)),
         ('RNS (bitmap filter)', RNS(ds.train_pos, membership='bitmap')),
         ('RNS (searchsorted filter)', RNS(ds.train_pos, membership='search')),
         ('PNS alpha=1', PNS(ds.train_pos)),
         ('DNS-8', DNS(ds.train_pos, scorer=model, num_candidates=8)),
         ('DNS-32', DNS(ds.train_pos, scorer=model, num_candidates=32)),
+        ('DNS-32 (bitmap filter)',
+         DNS(ds.train_pos, scorer=model, num_candidates=32,
+             membership='bitmap')),
         ('DNS-32 (searchsorted filter)',
          DNS(ds.train_pos, scorer=model, num_candidates=32,
              membership='search')),

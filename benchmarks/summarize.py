@@ -41,6 +41,8 @@ def mean_std(xs):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('dirs', nargs='+', type=Path)
+    p.add_argument('--all', action='store_true',
+                   help='print every --select value, not only the chosen')
     p.add_argument('--select', nargs='*', default=None,
                    help='overrides (e.g. trainer.lr) chosen on validation')
     args = p.parse_args()
@@ -52,7 +54,7 @@ def main():
     best = {}
     for (ds, s, rec, sel), rs in groups.items():
         v = statistics.fmean(r['valid']['ndcg@20'] for r in rs)
-        key = (ds, s, rec)
+        key = (ds, s, rec) + ((sel, ) if args.all else ())
         if key not in best or v > best[key][0]:
             best[key] = (v, sel, rs)
     cols = ['dataset', 'sampler', 'rec.'] + (
@@ -60,7 +62,7 @@ def main():
             f'test {m}' for m in METRICS] + ['epochs', 's/epoch']
     print('| ' + ' | '.join(cols) + ' |')
     print('|' + '---|' * len(cols))
-    for (ds, s, rec), (_, sel, rs) in sorted(best.items()):
+    for (ds, s, rec, *_), (_, sel, rs) in sorted(best.items()):
         row = [ds, s, rec] + ([sel] if args.select else []) + [str(len(rs))]
         mv, sv = mean_std([r['valid']['ndcg@20'] for r in rs])
         row.append(f'{mv:.4f} ± {sv:.4f}')

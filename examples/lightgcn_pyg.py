@@ -1,10 +1,13 @@
 """PyG's LightGCN trained in a plain PyG loop with a kgsampler sampler.
 
 kgsampler only supplies the negatives (and the evaluation helper): the model,
-the loss and the loop are PyG's own. DNS needs a scorer; here it scores with
-the LightGCN embeddings of the current batch.
+the loss and the loop are PyG's own. DNS and KGPolicy need a scorer; here it
+scores with the LightGCN embeddings of the current batch. KGPolicy is a
+learnable sampler: the loop calls its two hooks, on_epoch_start() and
+update() (its own REINFORCE step, with the recommender frozen).
 
-    python examples/lightgcn_pyg.py                       # built-in synthetic data
+    python examples/lightgcn_pyg.py                       # built-in synthetic data, DNS
+    python examples/lightgcn_pyg.py --sampler kgpolicy --epochs 5
     python examples/lightgcn_pyg.py --data ../shared/datasets/lastfm --epochs 50
 """
 import argparse
@@ -12,7 +15,8 @@ import argparse
 import torch
 from torch_geometric.nn.models import LightGCN
 
-from kgsampler import DNS, RNS, KGRecDataset, evaluate, make_synthetic
+from kgsampler import (DNS, RNS, KGPolicy, KGRecDataset, evaluate,
+                       make_synthetic)
 
 
 class LightGCNScorer:
@@ -26,11 +30,17 @@ class LightGCNScorer:
         i = self.emb[self.num_users + items]
         return (i @ u.unsqueeze(-1)).squeeze(-1)
 
+    def similarity(self, items_a, items_b):  # [B], [B, K] -> [B, K]
+        a = self.emb[self.num_users + items_a]
+        b = self.emb[self.num_users + items_b]
+        return (b @ a.unsqueeze(-1)).squeeze(-1)
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--data', default=None, help='a KGAT folder')
-    p.add_argument('--sampler', default='dns', choices=['rns', 'dns'])
+    p.add_argument('--sampler', default='dns',
+                   choices=['rns', 'dns', 'kgpolicy'])
     p.add_argument('--epochs', type=int, default=20)
     p.add_argument('--lr', type=float, default=1e-3)
     args = p.parse_args()
@@ -47,18 +57,24 @@ def main():
     model = LightGCN(num_nodes=U + I, embedding_dim=64, num_layers=2)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scorer = LightGCNScorer(U)
-    sampler = (DNS(ds.train_pos, scorer=scorer, num_candidates=8)
-               if args.sampler == 'dns' else RNS(ds.train_pos))
+    if args.sampler == 'kgpolicy':
+        sampler = KGPolicy.from_dataset(ds, scorer=scorer)
+    elif args.sampler == 'dns':
+        sampler = DNS(ds.train_pos, scorer=scorer, num_candidates=8)
+    else:
+        sampler = RNS(ds.train_pos)
 
     users_all, items_all = ds.train_pos.row_ids(), ds.train_pos.indices
     for epoch in range(1, args.epochs + 1):
         model.train()
+        sampler.on_epoch_start(epoch)
         total = 0.0
         for idx in torch.randperm(users_all.numel()).split(2048):
             users, pos = users_all[idx], items_all[idx]
             emb = model.get_embedding(edge_index)
             scorer.emb = emb.detach()
-            neg = sampler.sample(users, pos, num_neg=1).neg_items[:, 0]
+            out = sampler.sample(users, pos, num_neg=1)
+            neg = out.neg_items[:, 0]
             pos_rank = (emb[users] * emb[U + pos]).sum(-1)
             neg_rank = (emb[users] * emb[U + neg]).sum(-1)
             node_id = torch.cat([users, U + pos, U + neg])
@@ -67,6 +83,8 @@ def main():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            if sampler.learnable:  # KGPolicy's step, recommender frozen
+                sampler.update(users, pos, out)
             total += float(loss) * users.numel()
         model.eval()
         with torch.no_grad():

@@ -73,3 +73,20 @@ def test_kgat_folder_and_bad_path(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert f"folder '{tmp_path}/no' not found" in proc.stderr
+
+
+def test_kgpolicy_pretrain_cache_and_paths(tmp_path):
+    args = [*TINY, 'trainer.max_epochs=1', 'pretrain.epochs=2', 'show_paths=2',
+            'show_paths_users=[0,1]']
+    proc = run([*args, f'hydra.run.dir={tmp_path}/a'], cwd=tmp_path)
+    assert 'pretraining the recommender with RNS' in proc.stderr + proc.stdout
+    cached = list((tmp_path / 'cache').glob('pretrain-*.pt'))
+    assert len(cached) == 1
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('user ')]
+    assert len(lines) == 4 and all('=> negative' in ln for ln in lines)
+    metrics = json.loads((tmp_path / 'a' / 'metrics.json').read_text())
+    assert metrics['sampler'] == 'kgpolicy'
+    assert 0.0 <= metrics['sampler_stats']['fallback_rate'] <= 1.0
+    # the second run reuses the cached warm start
+    proc = run([*args, f'hydra.run.dir={tmp_path}/b'], cwd=tmp_path)
+    assert 'loaded cached pretrained recommender' in proc.stderr + proc.stdout

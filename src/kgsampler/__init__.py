@@ -2,16 +2,17 @@
 
 Typical use inside your own training loop::
 
-    from kgsampler import KGRecDataset, DNS
+    from kgsampler import KGRecDataset, DNS, KGPolicy
     ds = KGRecDataset.from_kgat('path/to/ml-1m')
     sampler = DNS(ds.train_pos, scorer=my_model, num_candidates=8)
+    # or: sampler = KGPolicy.from_dataset(ds, scorer=my_model)
     neg = sampler.sample(users, pos_items, num_neg=1).neg_items  # [B, 1]
 """
 from kgsampler.data import (KGRecDataset, UserItemCSR, build_hetero_data,
                             make_synthetic)
 from kgsampler.recommender import MF, Recommender
-from kgsampler.sampler import (DNS, PNS, RNS, EmbeddingScorer, Sampler,
-                               SamplerOutput, Scorer)
+from kgsampler.sampler import (DNS, PNS, RNS, EmbeddingScorer, KGPolicy,
+                               Sampler, SamplerOutput, Scorer, format_paths)
 from kgsampler.train import Trainer, TrainResult, evaluate
 
 __version__ = '0.1.0'
@@ -28,6 +29,8 @@ __all__ = [
     'RNS',
     'PNS',
     'DNS',
+    'KGPolicy',
+    'format_paths',
     'Recommender',
     'MF',
     'Trainer',

@@ -33,6 +33,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _pretrain_trainer_cfg(cfg: DictConfig) -> Dict[str, Any]:
+    """The trainer settings of the warm start (pretrain.lr / weight_decay
+    override the main run's)."""
+    out = OmegaConf.to_container(cfg.trainer, resolve=True)
+    out['max_epochs'] = cfg.pretrain.epochs
+    for k in ('lr', 'weight_decay'):
+        if cfg.pretrain.get(k) is not None:
+            out[k] = cfg.pretrain[k]
+    return out
+
+
 def _pretrain_key(cfg: DictConfig, dataset) -> str:
     blob = json.dumps(
         {
@@ -40,8 +51,7 @@ def _pretrain_key(cfg: DictConfig, dataset) -> str:
             'stats': dataset.statistics(),
             'recommender': OmegaConf.to_container(cfg.recommender,
                                                   resolve=True),
-            'trainer': OmegaConf.to_container(cfg.trainer, resolve=True),
-            'epochs': cfg.pretrain.epochs,
+            'trainer': _pretrain_trainer_cfg(cfg),
             'seed': cfg.seed,
         }, sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
@@ -69,9 +79,9 @@ def _pretrain(cfg: DictConfig, dataset, model) -> None:
             return
     log.info('pretraining the recommender with RNS for up to %d epochs',
              cfg.pretrain.epochs)
-    trainer = instantiate(cfg.trainer, model=model,
+    trainer = instantiate(_pretrain_trainer_cfg(cfg), model=model,
                           sampler=RNS(dataset.train_pos), dataset=dataset,
-                          device=cfg.device, max_epochs=cfg.pretrain.epochs)
+                          device=cfg.device)
     res = trainer.fit()
     log.info('pretraining: best epoch %d, valid ndcg@20 %.4f', res.best_epoch,
              res.valid.get('ndcg@20', float('nan')))

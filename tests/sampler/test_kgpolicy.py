@@ -278,9 +278,8 @@ def test_greedy_takes_the_argmax():
 
 
 # ---------------------------------------------------------------- learning
-def test_gradients_reach_only_the_right_parameters(tiny):
-    s, model = build(tiny, refresh_interval=1)
-    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+def co_training_step_is_isolated(s, model, users, pos):
+    """One trainer step; each half must touch only its own parameters."""
     out = s.sample(users, pos, 2)  # grad mode on, as in the trainer
     # recommender step: no sampler gradient
     model.loss(users, pos, out.neg_items).backward()
@@ -295,6 +294,12 @@ def test_gradients_reach_only_the_right_parameters(tiny):
     assert any(not torch.equal(a, p) for a, p in zip(before, s.parameters()))
     assert all(torch.equal(a, p) for a, p in zip(rec_before,
                                                  model.parameters()))
+
+
+def test_gradients_reach_only_the_right_parameters(tiny):
+    s, model = build(tiny, refresh_interval=1)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    co_training_step_is_isolated(s, model, users, pos)
     # the public loss reaches the encoder
     out = s.sample(users, pos, 2)
     reward = s.reward(users, pos, out.proposals)
@@ -560,16 +565,7 @@ def test_policy_gradient_fraction_one_matches_full_batch(tiny):
 def test_policy_gradient_subset_reaches_only_sampler(tiny):
     s, model = build(tiny, refresh_interval=1, pg_fraction=0.5)
     users, pos = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 2, 3, 1])
-    out = s.sample(users, pos, 2)
-    model.loss(users, pos, out.neg_items).backward()
-    model.zero_grad(set_to_none=True)
-    before = [p.detach().clone() for p in s.parameters()]
-    rec_before = [p.detach().clone() for p in model.parameters()]
-    s.update(users, pos, out)
-    assert all(p.grad is None for p in model.parameters())
-    assert any(not torch.equal(a, p) for a, p in zip(before, s.parameters()))
-    assert all(torch.equal(a, p) for a, p in zip(rec_before,
-                                                 model.parameters()))
+    co_training_step_is_isolated(s, model, users, pos)
     assert s._pg_rows(8, torch.device('cpu')).numel() == 4
     assert s._pg_rows(1, torch.device('cpu')) is None
 
@@ -578,3 +574,41 @@ def test_policy_gradient_subset_reaches_only_sampler(tiny):
 def test_pg_fraction_errors(tiny, value):
     with pytest.raises(ValueError, match='pg_fraction'):
         build(tiny, pg_fraction=value)
+
+
+def test_default_widths_on_a_graph_smaller_than_them(tiny):
+    """n1=64, n2=16 candidates on a 10-node graph: rows padded with -1 are
+    longer than the graph; sampling and co-training still work."""
+    from kgsampler.train import Trainer
+    torch.manual_seed(0)
+    model = MF(tiny.num_users, tiny.num_items, embedding_dim=8)
+    sampler = KGPolicy.from_dataset(tiny, scorer=model, embedding_dim=8,
+                                    hidden_dims=(8, 8))
+    res = Trainer(model, sampler, tiny, max_epochs=2, batch_size=2,
+                  progress=False).fit()
+    assert res.epochs_run == 2
+    dense = tiny.train_pos.to_dense()
+    users = torch.tensor([0, 1, 2, 1])
+    out = sampler.sample(users, torch.tensor([0, 2, 3, 2]), 3)
+    assert not dense[users.view(-1, 1), out.neg_items].any()
+
+
+def test_centered_reward_subtracts_the_mean_over_random_users(tiny):
+    class Popular:
+        """Scores only by item: every user gives item j the score j."""
+        def score(self, users, items):
+            return items.float()
+
+        def similarity(self, items_a, items_b):
+            return torch.zeros(items_b.shape)
+
+    s, _ = build(tiny, w_s=0.0)
+    s.set_scorer(Popular())
+    proposals = torch.tensor([[[1, 3]], [[4, 2]]])
+    users, pos = torch.tensor([0, 1]), torch.tensor([0, 2])
+    assert torch.equal(s.reward(users, pos, proposals), proposals.float())
+    s.center_reward = True
+    assert torch.equal(s.reward(users, pos, proposals),
+                       torch.zeros(proposals.shape))
+    with pytest.raises(TypeError, match=r"'center_reward' must be a bool"):
+        build(tiny, center_reward=1)

@@ -35,7 +35,7 @@ def build(name, pos, **kwargs):
 
 
 @pytest.mark.parametrize('name', ['rns', 'pns', 'dns'])
-@pytest.mark.parametrize('membership', ['bitmap', 'search'])
+@pytest.mark.parametrize('membership', ['dense', 'bitmap', 'search'])
 @pytest.mark.parametrize('num_neg', [1, 3])
 def test_never_a_training_positive(tiny, name, membership, num_neg):
     torch.manual_seed(0)
@@ -127,9 +127,14 @@ def test_membership_backends_agree_with_dense():
     users = torch.randint(30, (1000, ), generator=g)
     items = torch.randint(17, (1000, ), generator=g)
     ref = dense[users, items]
-    for method in ('bitmap', 'search'):
+    for method in ('dense', 'bitmap', 'search'):
         assert torch.equal(Membership(pos, method)(users, items), ref)
-    assert Membership(pos, max_bitmap_bytes=1).method == 'search'
+    assert Membership(pos).method == 'dense'
+    assert Membership(pos, max_dense_bytes=1).method == 'bitmap'
+    assert Membership(pos, max_dense_bytes=1,
+                      max_bitmap_bytes=1).method == 'search'
+    with pytest.raises(ValueError, match=r"'method' must be 'auto', 'dense'"):
+        Membership(pos, 'hash')
 
 
 def test_embedding_scorer_is_a_scorer():
@@ -188,3 +193,22 @@ def test_cuda_device(tiny, name):
     out = sampler.sample(users, users, 2)
     assert out.neg_items.device.type == 'cuda'
     assert not tiny.to_dense().cuda()[users.view(-1, 1), out.neg_items].any()
+
+
+@pytest.mark.parametrize('name', ['rns', 'pns', 'dns'])
+def test_false_negative_rate_counts_held_out_positives(tiny, name):
+    held_out = UserItemCSR.from_pairs(torch.tensor([1, 1, 3]),
+                                      torch.tensor([0, 3, 5]), 4, 6)
+    torch.manual_seed(0)
+    sampler = build(name, tiny, monitor_pos=held_out)
+    users = torch.tensor([0, 1, 2, 3]).repeat(25)
+    out = sampler.sample(users, torch.zeros_like(users), 2)
+    expected = held_out.to_dense()[users.view(-1, 1), out.neg_items].sum()
+    stats = sampler.summary_stats()
+    assert stats['num_false_negative'] == int(expected) > 0
+    assert stats['false_negative_rate'] == pytest.approx(int(expected) / 200)
+    sampler.reset_stats()
+    assert sampler.summary_stats()['num_false_negative'] == 0
+    assert 'false_negative_rate' not in build(name, tiny).summary_stats()
+    with pytest.raises(TypeError, match=r"'monitor_pos' must be a UserItem"):
+        build(name, tiny, monitor_pos=torch.zeros(2))

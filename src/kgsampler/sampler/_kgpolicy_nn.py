@@ -378,6 +378,10 @@ def attention_logits_keys(keys: Tensor, query: Tensor,
     R, C = cand.shape
     if R == 0 or C == 0:
         return query.new_zeros(cand.shape)
+    if C >= keys.size(0):
+        # tiny graphs: a pattern row longer than the matrix row (padding
+        # repeats node 0) is rejected by sampled_addmm; gather instead
+        return (keys[cand.clamp(min=0)] @ query.unsqueeze(-1)).squeeze(-1)
     crow = torch.arange(0, R * C + 1, C, device=cand.device)
     with warnings.catch_warnings():  # "sparse CSR support is in beta"
         warnings.simplefilter('ignore', UserWarning)

@@ -109,9 +109,12 @@ def _check_index(name: str, cls: str, t: Tensor, upper: int) -> None:
     if t.dim() != 1:
         raise ValueError(f"{cls}: '{name}' must be 1-D of shape [B] "
                          f"(got shape {tuple(t.shape)})")
-    if t.numel() > 0 and (int(t.min()) < 0 or int(t.max()) >= upper):
-        raise ValueError(f"{cls}: '{name}' must lie in [0, {upper}) "
-                         f"(got range [{int(t.min())}, {int(t.max())}])")
+    if t.numel() > 0:
+        lo, hi = torch.aminmax(t)
+        lo, hi = int(lo), int(hi)
+        if lo < 0 or hi >= upper:
+            raise ValueError(f"{cls}: '{name}' must lie in [0, {upper}) "
+                             f"(got range [{lo}, {hi}])")
 
 
 class Sampler(ABC):
@@ -127,9 +130,15 @@ class Sampler(ABC):
     Args:
         train_pos (UserItemCSR): Each user's training positives.
         membership (str, optional): Positive-filter back end, :obj:`"auto"`,
-            :obj:`"bitmap"` or :obj:`"search"`. (default: :obj:`"auto"`)
+            :obj:`"dense"`, :obj:`"bitmap"` or :obj:`"search"`.
+            (default: :obj:`"auto"`)
         max_rounds (int, optional): Rejection rounds before the exact
             (rejection-free) uniform fallback. (default: :obj:`4`)
+        monitor_pos (UserItemCSR, optional): Held-out positives (e.g. the
+            validation split) used only to count *false negatives*: returned
+            negatives that are in fact held-out positives
+            (:obj:`false_negative_rate` in :meth:`summary_stats`). Never used
+            for sampling. (default: :obj:`None`)
     """
     #: Whether the sampler has parameters trained by :meth:`update`.
     learnable: bool = False
@@ -137,7 +146,8 @@ class Sampler(ABC):
     requires_scorer: bool = False
 
     def __init__(self, train_pos: UserItemCSR, membership: str = 'auto',
-                 max_rounds: int = 4):
+                 max_rounds: int = 4,
+                 monitor_pos: Optional[UserItemCSR] = None):
         if not isinstance(train_pos, UserItemCSR):
             raise TypeError(f"{self.__class__.__name__}: 'train_pos' must be "
                             f"a UserItemCSR (got {type(train_pos).__name__})")
@@ -150,17 +160,27 @@ class Sampler(ABC):
         self.max_rounds = max_rounds
         self.is_pos = Membership(train_pos, method=membership)
         self._deg = train_pos.degree()
+        # only then can a batch hold a user without any possible negative
+        self._has_full_user = bool((self._deg >= self.num_items).any())
         # Q[j] = row * num_items + (item_j - rank of item_j within its row):
         # globally sorted, lets us pick the r-th non-positive of a row exactly.
         rank = torch.arange(train_pos.nnz, device=train_pos.device) - \
             torch.repeat_interleave(train_pos.indptr[:-1], self._deg)
         self._gap_keys = (train_pos.row_ids() * self.num_items +
                           train_pos.indices - rank).contiguous()
+        if monitor_pos is not None and not isinstance(monitor_pos,
+                                                      UserItemCSR):
+            raise TypeError(f"{self.__class__.__name__}: 'monitor_pos' must "
+                            f"be a UserItemCSR (got "
+                            f"{type(monitor_pos).__name__})")
+        self.monitor = (Membership(monitor_pos) if monitor_pos is not None
+                        and monitor_pos.nnz > 0 else None)
         self.scorer: Optional[Scorer] = None
         self.reset_stats()
 
     @classmethod
     def from_dataset(cls, dataset, scorer: Optional[Scorer] = None,
+                     track_false_negatives: bool = True,
                      **kwargs) -> 'Sampler':
         r"""Builds the sampler from a :class:`~kgsampler.data.KGRecDataset`
         (the CLI's entry point: :obj:`_target_: kgsampler.RNS.from_dataset`).
@@ -169,12 +189,22 @@ class Sampler(ABC):
             dataset (KGRecDataset): The dataset; its :obj:`train_pos` are the
                 positives that are never returned.
             scorer (Scorer, optional): The recommender, for adaptive samplers.
+            track_false_negatives (bool, optional): Count negatives that are
+                validation positives (:obj:`monitor_pos=dataset.valid_pos`).
+                (default: :obj:`True`)
             **kwargs (optional): Arguments of the sampler's constructor.
         """
+        cls._monitor_kwargs(dataset, track_false_negatives, kwargs)
         sampler = cls(dataset.train_pos, **kwargs)
         if scorer is not None:
             sampler.set_scorer(scorer)
         return sampler
+
+    @staticmethod
+    def _monitor_kwargs(dataset, track: bool, kwargs: dict) -> None:
+        valid = getattr(dataset, 'valid_pos', None)
+        if track and valid is not None:
+            kwargs.setdefault('monitor_pos', valid)
 
     def set_scorer(self, scorer: Scorer) -> None:
         """Sets the recommender that adaptive samplers query."""
@@ -217,7 +247,10 @@ class Sampler(ABC):
         assert out.neg_items.shape == (users.numel(), num_neg)
         self.stats['num_sampled'] += out.neg_items.numel()
         if out.fallback is not None:
-            self.stats['num_fallback'] += int(out.fallback.sum())
+            self._num_fallback += out.fallback.sum()
+        if self.monitor is not None:
+            self._num_false_negative += self.monitor(
+                users.view(-1, 1), out.neg_items).sum()
         return out
 
     __call__ = sample
@@ -243,12 +276,21 @@ class Sampler(ABC):
     def reset_stats(self) -> None:
         """Zeroes the counters reported in :obj:`metrics.json`."""
         self.stats: Dict[str, float] = {'num_sampled': 0, 'num_fallback': 0}
+        # tensor counters: no host sync per batch; read in summary_stats()
+        self._num_fallback = torch.zeros((), dtype=torch.long)
+        self._num_false_negative = torch.zeros((), dtype=torch.long)
 
     def summary_stats(self) -> Dict[str, float]:
-        """Counters plus the fallback rate."""
+        """Counters plus :obj:`fallback_rate` (negatives the sampler's own
+        proposal could not provide, replaced by uniform ones) and, with
+        :obj:`monitor_pos`, :obj:`false_negative_rate`."""
         out = dict(self.stats)
-        out['fallback_rate'] = (out['num_fallback'] /
-                                max(out['num_sampled'], 1))
+        n = max(out['num_sampled'], 1)
+        out['num_fallback'] += int(self._num_fallback)
+        out['fallback_rate'] = out['num_fallback'] / n
+        if self.monitor is not None:
+            out['num_false_negative'] = int(self._num_false_negative)
+            out['false_negative_rate'] = out['num_false_negative'] / n
         return out
 
     def to(self, device) -> 'Sampler':
@@ -257,10 +299,16 @@ class Sampler(ABC):
         self.is_pos.to(device)
         self._deg = self._deg.to(device)
         self._gap_keys = self._gap_keys.to(device)
+        self._num_fallback = self._num_fallback.to(device)
+        self._num_false_negative = self._num_false_negative.to(device)
+        if self.monitor is not None:
+            self.monitor.to(device)
         return self
 
     # -------------------------------------------------------------- helpers
     def _check_has_negatives(self, users: Tensor) -> None:
+        if not self._has_full_user:
+            return
         full = self._deg[users] >= self.num_items
         if bool(full.any()):
             u = int(users[full.nonzero()[0, 0]])

@@ -14,7 +14,6 @@ from torch import Tensor
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.sampler import _kgpolicy_nn as nn
 from kgsampler.sampler.base import Sampler, SamplerOutput, Scorer
-from kgsampler.utils._membership import Membership
 from kgsampler.utils._softmax import resolve_backend
 
 
@@ -133,6 +132,14 @@ class KGPolicy(Sampler, torch.nn.Module):
             candidate set. (default: 8)
         prune_random (bool, optional): Let the random items compete in the
             pruning (else they bypass it). (default: :obj:`False`)
+        user_hops (bool, optional): Let the first hop go to users (the
+            collaborative KG: item -> user -> item); :obj:`False` walks
+            item -> KG entity -> item only. (default: :obj:`True`)
+        center_reward (bool, optional): Subtract from the prediction reward
+            :math:`f(u, e_t)` its mean over 8 random users, :math:`f(u, e_t)
+            - \overline{f}(\cdot, e_t)`, so that an item is not rewarded for
+            being popular (scored high by everyone). Not in the paper; see
+            the README for why. (default: :obj:`False`)
         w_p (float, optional): Prediction-reward weight. (default: 1.0)
         w_s (float, optional): Similarity-reward weight (negative: hard but
             dissimilar negatives). (default: 1.0)
@@ -165,9 +172,6 @@ class KGPolicy(Sampler, torch.nn.Module):
         aggr_backend (str, optional): :obj:`"auto"`, :obj:`"csr"`,
             :obj:`"torch_sparse"` or :obj:`"scatter"`. (default:
             :obj:`"auto"`)
-        monitor_pos (UserItemCSR, optional): Held-out positives (e.g. the
-            validation split), only to count false negatives in
-            :meth:`summary_stats`; never used for sampling or training.
         edge_rel (torch.Tensor, optional): Relation id per edge, for
             explanations. (default: :obj:`None`)
         **kwargs (optional): Arguments of :class:`Sampler`.
@@ -179,6 +183,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                  num_entities: int, scorer: Optional[Scorer] = None,
                  steps: int = 2, n1: int = 64, n2: int = 16,
                  num_random: int = 8, prune_random: bool = False,
+                 user_hops: bool = True, center_reward: bool = False,
                  w_p: float = 1.0, w_s: float = 1.0, gamma: float = 0.99,
                  baseline_decay: float = 0.9, lr: float = 1e-3,
                  weight_decay: float = 0.0, embedding_dim: int = 64,
@@ -187,7 +192,6 @@ class KGPolicy(Sampler, torch.nn.Module):
                  pg_fraction: float = 1.0,
                  table_refresh_epochs: int = 1, greedy: bool = False,
                  softmax_backend: str = 'auto', aggr_backend: str = 'auto',
-                 monitor_pos: Optional[UserItemCSR] = None,
                  edge_rel: Optional[Tensor] = None, **kwargs):
         torch.nn.Module.__init__(self)
         Sampler.__init__(self, train_pos, **kwargs)
@@ -200,6 +204,14 @@ class KGPolicy(Sampler, torch.nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"KGPolicy: '{name}' must be an int >= {lo} "
                                  f"(got {v!r})")
+        if not isinstance(user_hops, bool):
+            raise TypeError(f"KGPolicy: 'user_hops' must be a bool "
+                            f"(got {user_hops!r})")
+        self.user_hops = user_hops
+        if not isinstance(center_reward, bool):
+            raise TypeError(f"KGPolicy: 'center_reward' must be a bool "
+                            f"(got {center_reward!r})")
+        self.center_reward = center_reward
         if n2 > n1:
             raise ValueError(f"KGPolicy: 'n2' must not exceed 'n1' (got "
                              f"n2={n2}, n1={n1})")
@@ -257,8 +269,6 @@ class KGPolicy(Sampler, torch.nn.Module):
                                        aggr_backend)
         self.register_buffer('baseline', torch.zeros(steps))
         self.register_buffer('baseline_ready', torch.zeros((), dtype=torch.bool))
-        self.monitor = (Membership(monitor_pos) if monitor_pos is not None
-                        and monitor_pos.nnz > 0 else None)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr,
                                           weight_decay=self.weight_decay)
         self._buffer: List = []
@@ -285,9 +295,7 @@ class KGPolicy(Sampler, torch.nn.Module):
             **kwargs (optional): Arguments of :class:`KGPolicy`.
         """
         edge_index, edge_rel, _ = nn.collaborative_graph(dataset)
-        monitor = getattr(dataset, 'valid_pos', None)
-        if track_false_negatives and monitor is not None:
-            kwargs.setdefault('monitor_pos', monitor)
+        cls._monitor_kwargs(dataset, track_false_negatives, kwargs)
         return cls(dataset.train_pos, edge_index, int(dataset.num_entities),
                    scorer=scorer, edge_rel=edge_rel, **kwargs)
 
@@ -334,8 +342,6 @@ class KGPolicy(Sampler, torch.nn.Module):
         self._nbr1 = self._nbr1.to(device)
         self._nbr2 = self._nbr2.to(device)
         self._counts = self._counts.to(device)
-        if self.monitor is not None:
-            self.monitor.to(device)
         self._buffer = []
         self._num_pending, self._pending_loss = 0, 0.0
         self._invalidate()
@@ -350,8 +356,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         every item (first hop) and :obj:`n1` item neighbours of every node
         (second hop); the pruned tables follow on the next :meth:`sample`."""
         U, I = self.num_users, self.num_items
-        self._nbr1 = nn.neighbour_table(self.edge_index, I, self.n1,
-                                        row_offset=U)
+        first = self.edge_index
+        if not self.user_hops:  # item -> KG entity/item only
+            first = first[:, first[1] >= U]
+        self._nbr1 = nn.neighbour_table(first, I, self.n1, row_offset=U)
         to_item = (self.edge_index[1] >= U) & (self.edge_index[1] < U + I)
         self._nbr2 = nn.neighbour_table(self.edge_index[:, to_item],
                                         self.num_nodes, self.n1)
@@ -494,12 +502,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         # counters stay tensors (no per-step host sync); summary_stats reads
         # them
         cnt = torch.stack(counts).sum(0)
-        extra = [from_random.sum()]
-        if self.monitor is not None:
-            extra.append(self.monitor(users.view(-1, 1), neg).sum())
-        else:
-            extra.append(torch.zeros((), dtype=torch.long))
-        self._counts += torch.cat([cnt, torch.stack(extra).to(cnt.device)])
+        self._counts += torch.cat([cnt, from_random.sum().view(1)])
         self.stats['num_steps'] += u.numel() * T
         rollout = KGPolicyRollout(
             users=u, src1=torch.stack(rec['cur']),
@@ -614,7 +617,8 @@ class KGPolicy(Sampler, torch.nn.Module):
     def reward(self, users: Tensor, pos_items: Tensor,
                proposals: Tensor) -> Tensor:
         r"""Per-step rewards :math:`w_p f(u, e_t) + w_s g(i, e_t)` from the
-        recommender (no gradient).
+        recommender (no gradient; :math:`f` centred over random users when
+        :obj:`center_reward`).
 
         Shapes: **users, pos_items** :math:`(B)`, **proposals**
         :math:`(B, N, T)`, output :math:`(B, N, T)`."""
@@ -622,7 +626,13 @@ class KGPolicy(Sampler, torch.nn.Module):
         flat = proposals.reshape(B, -1)
         r = torch.zeros(flat.shape, device=flat.device)
         if self.w_p != 0:
-            r = r + self.w_p * self.scorer.score(users, flat).float()
+            f = self.scorer.score(users, flat).float()
+            if self.center_reward:
+                ref = torch.randint(self.num_users, (B * 8, ),
+                                    device=flat.device)
+                f = f - self.scorer.score(ref, flat.repeat_interleave(
+                    8, 0)).float().view(B, 8, -1).mean(1)
+            r = r + self.w_p * f
         if self.w_s != 0:
             r = r + self.w_s * self.scorer.similarity(pos_items, flat).float()
         return r.view(proposals.shape)
@@ -726,8 +736,7 @@ class KGPolicy(Sampler, torch.nn.Module):
     # --------------------------------------------------------------- stats
     #: Step counters kept as one tensor during sampling (no host sync).
     _COUNTERS = ('num_no_neighbour', 'num_dead_end', 'num_user_hop',
-                 'num_masked_positive', 'num_random_pick',
-                 'num_false_negative')
+                 'num_masked_positive', 'num_random_pick')
 
     def reset_stats(self) -> None:
         super().reset_stats()
@@ -767,8 +776,6 @@ class KGPolicy(Sampler, torch.nn.Module):
             'random_pick_rate': st['num_random_pick'] / neg,
             'mean_reward': st['reward_sum'] / max(st['num_rewarded'], 1),
         })
-        if self.monitor is not None:
-            out['false_negative_rate'] = st['num_false_negative'] / neg
         return out
 
     def __repr__(self) -> str:
