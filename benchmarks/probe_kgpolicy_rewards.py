@@ -53,10 +53,25 @@ def main():
           f'{res.valid["ndcg@20"]:.4f}')
     deg = torch.bincount(ds.train_pos.indices, minlength=ds.num_items).float()
     valid = ds.valid_pos.to_dense()
-    variants = VARIANTS if args.variants is None else [
-        (json.dumps(kw), kw) for kw in json.loads(args.variants)]
     print(f'{"variant":40s} {"valid ndcg@20 by epoch":>28s} {"pop.":>7s} '
           f'{"top-1":>6s} {"entropy":>8s} {"false neg.":>10s}')
+    # the walk before any policy update (warm-start MF, no training step)
+    with torch.no_grad():
+        for name, kw in (('KGPolicy untrained', {}),
+                         ('KGPolicy untrained, no user hops',
+                          {'user_hops': False})):
+            torch.manual_seed(args.seed)
+            sampler = KGPolicy.from_dataset(ds, scorer=mf, **kw)
+            idx = torch.randint(ds.train_pos.nnz, (50000, ))
+            u = ds.train_pos.row_ids()[idx]
+            n = sampler.sample(u, ds.train_pos.indices[idx]).neg_items[:, 0]
+            freq = torch.bincount(n, minlength=ds.num_items).float() / 50000
+            ent = -(freq[freq > 0] * freq[freq > 0].log()).sum()
+            print(f'{name:40s} {"(no training)":>28s} {deg[n].mean():7.1f} '
+                  f'{freq.max():6.3f} {ent:8.2f} '
+                  f'{valid[u, n].float().mean():10.4f}')
+    variants = VARIANTS if args.variants is None else [
+        (json.dumps(kw), kw) for kw in json.loads(args.variants)]
     for name, kw in variants:
         torch.manual_seed(args.seed)
         mf.load_state_dict(start)

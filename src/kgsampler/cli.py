@@ -3,8 +3,8 @@
 This is the only module that imports Hydra. The configs ship inside the
 package (``kgsampler/conf``, built from the checkout's top-level ``conf/``),
 so the command works from any directory after ``pip install``. To use an
-edited copy instead, pass ``--config-dir DIR`` (configs found there take
-precedence) or ``--config-path DIR``.
+edited copy instead, pass ``--config-path /abs/path/to/conf``;
+``--config-dir DIR`` adds new options (it does not replace packaged files).
 """
 from __future__ import annotations
 

@@ -612,3 +612,37 @@ def test_centered_reward_subtracts_the_mean_over_random_users(tiny):
                        torch.zeros(proposals.shape))
     with pytest.raises(TypeError, match=r"'center_reward' must be a bool"):
         build(tiny, center_reward=1)
+
+
+@pytest.mark.parametrize('backend', softmax_backends())
+def test_pair_entropy_matches_dense_reference(backend):
+    g = torch.Generator().manual_seed(1)
+    keys = torch.randn(20, 6, generator=g, dtype=torch.double)
+    q = torch.randn(7, 6, generator=g, dtype=torch.double)
+    cand = torch.randint(20, (7, 5), generator=g)
+    cand[torch.rand(7, 5, generator=g) < 0.3] = -1
+    cand[2] = -1  # an empty row has zero entropy
+    valid = cand >= 0
+    choice = torch.where(valid.any(1), valid.to(torch.long).argmax(1), -1)
+    logit = (keys[cand.clamp(min=0)] @ q.unsqueeze(-1)).squeeze(-1)
+    p = torch.softmax(logit.masked_fill(~valid, -float('inf')), 1)
+    p = torch.nan_to_num(p)
+    ref = -(p * torch.log(p.clamp(min=1e-30))).sum(1)
+    lp, ent = nn.pair_log_prob(keys, q, cand, choice, backend,
+                               with_entropy=True)
+    assert torch.allclose(ent, ref, atol=1e-8)
+    assert torch.equal(lp, nn.pair_log_prob(keys, q, cand, choice, backend))
+
+
+def test_entropy_bonus_changes_the_policy_step(tiny):
+    def step(weight):
+        s, model = build(tiny, refresh_interval=1, entropy_weight=weight)
+        users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+        out = s.sample(users, pos, 2)
+        s.update(users, pos, out)
+        return [p.detach().clone() for p in s.parameters()]
+
+    base, bonus = step(0.0), step(10.0)
+    assert any(not torch.allclose(a, b) for a, b in zip(base, bonus))
+    with pytest.raises(ValueError, match=r"'entropy_weight' must be a non-n"):
+        build(tiny, entropy_weight=-1.0)

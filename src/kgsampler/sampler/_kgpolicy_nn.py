@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.nn import SAGEConv
+from torch_geometric.utils import scatter
 
 from kgsampler.utils._softmax import scatter_softmax
 
@@ -429,7 +430,7 @@ class _PairLogits(torch.autograd.Function):
 
 
 def pair_log_prob(keys: Tensor, query: Tensor, cand: Tensor, choice: Tensor,
-                  backend: str = 'auto') -> Tensor:
+                  backend: str = 'auto', with_entropy: bool = False):
     r"""Differentiable :math:`\log p` of the chosen column of each row,
     with :math:`p` the scatter softmax over the row's valid candidates
     (:obj:`>= 0`) of the logits :math:`\mathbf{k}_c^{\top}\mathbf{q}_r`
@@ -439,8 +440,12 @@ def pair_log_prob(keys: Tensor, query: Tensor, cand: Tensor, choice: Tensor,
     0 where :obj:`choice` is :obj:`-1`; :obj:`backend` :obj:`"dense"` means
     the default scatter back end here.
 
+    With :obj:`with_entropy`, also returns each row's entropy
+    :math:`-\sum_c p_c \log p_c` (differentiable), for an entropy bonus.
+
     Shapes: **keys** :math:`(N, 2d)`, **query** :math:`(R, 2d)`, **cand**
-    :math:`(R, C)`, **choice** :math:`(R)`, output :math:`(R)`."""
+    :math:`(R, C)`, **choice** :math:`(R)`, output :math:`(R)` (and
+    :math:`(R)`)."""
     R = cand.size(0)
     valid = cand >= 0
     count = valid.sum(1)
@@ -448,7 +453,8 @@ def pair_log_prob(keys: Tensor, query: Tensor, cand: Tensor, choice: Tensor,
     crow[1:] = torch.cumsum(count, 0)
     col = cand.masked_select(valid)
     if col.numel() == 0:
-        return query.new_zeros(R) * query.sum(1)
+        zero = query.new_zeros(R) * query.sum(1)
+        return (zero, zero) if with_entropy else zero
     row = torch.repeat_interleave(torch.arange(R, device=cand.device), count)
     logits = _PairLogits.apply(query, keys, crow, col, row)
     p = scatter_softmax(logits, row, R,
@@ -456,8 +462,13 @@ def pair_log_prob(keys: Tensor, query: Tensor, cand: Tensor, choice: Tensor,
     has = choice >= 0
     rank = valid.cumsum(1).gather(1, choice.clamp(min=0).view(-1, 1))
     pos = (crow[:-1] + rank.view(-1) - 1).clamp(0, col.numel() - 1)
-    lp = torch.log(p[pos].clamp(min=1e-30))
-    return torch.where(has, lp, torch.zeros_like(lp))
+    logp = torch.log(p.clamp(min=1e-30))
+    lp = logp[pos]
+    lp = torch.where(has, lp, torch.zeros_like(lp))
+    if not with_entropy:
+        return lp
+    ent = scatter(-(p * logp), row, dim=0, dim_size=R, reduce='sum')
+    return lp, ent
 
 
 def masked_softmax(logits: Tensor, valid: Tensor,

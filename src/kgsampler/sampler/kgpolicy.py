@@ -140,6 +140,9 @@ class KGPolicy(Sampler, torch.nn.Module):
             - \overline{f}(\cdot, e_t)`, so that an item is not rewarded for
             being popular (scored high by everyone). Not in the paper; see
             the README for why. (default: :obj:`False`)
+        entropy_weight (float, optional): Weight of an entropy bonus on both
+            hops' attention in the policy loss, against the policy's collapse
+            onto a few items. Not in the paper. (default: :obj:`0.0`)
         w_p (float, optional): Prediction-reward weight. (default: 1.0)
         w_s (float, optional): Similarity-reward weight (negative: hard but
             dissimilar negatives). (default: 1.0)
@@ -184,6 +187,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                  steps: int = 2, n1: int = 64, n2: int = 16,
                  num_random: int = 8, prune_random: bool = False,
                  user_hops: bool = True, center_reward: bool = False,
+                 entropy_weight: float = 0.0,
                  w_p: float = 1.0, w_s: float = 1.0, gamma: float = 0.99,
                  baseline_decay: float = 0.9, lr: float = 1e-3,
                  weight_decay: float = 0.0, embedding_dim: int = 64,
@@ -212,6 +216,11 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise TypeError(f"KGPolicy: 'center_reward' must be a bool "
                             f"(got {center_reward!r})")
         self.center_reward = center_reward
+        if isinstance(entropy_weight, bool) or not isinstance(
+                entropy_weight, (int, float)) or entropy_weight < 0:
+            raise ValueError(f"KGPolicy: 'entropy_weight' must be a "
+                             f"non-negative number (got {entropy_weight!r})")
+        self.entropy_weight = float(entropy_weight)
         if n2 > n1:
             raise ValueError(f"KGPolicy: 'n2' must not exceed 'n1' (got "
                              f"n2={n2}, n1={n1})")
@@ -544,12 +553,15 @@ class KGPolicy(Sampler, torch.nn.Module):
 
     def _rollout_log_prob(self, r: KGPolicyRollout, h: Tensor,
                           rows: Optional[Tensor] = None,
-                          keys: Optional[Tensor] = None) -> Tensor:
+                          keys: Optional[Tensor] = None,
+                          with_entropy: bool = False):
         r"""Differentiable log-probabilities :math:`(T, R')` of the walks
         :obj:`rows` (all if :obj:`None`) of a rollout: the exact key/query
         form of the attention (:obj:`keys` defaults to
         :obj:`attention_keys(h)`), logits only for the flat valid (row,
-        candidate) pairs of both hops of all steps, one scatter softmax."""
+        candidate) pairs of both hops of all steps, one scatter softmax.
+        With :obj:`with_entropy`, also the policy's entropy :math:`(T, R')`
+        (both hops)."""
         users, src1, cand1, choice1 = r.users, r.src1, r.cand1, r.choice1
         src2, cand2, choice2 = r.src2, r.cand2, r.choice2
         if rows is not None:
@@ -570,8 +582,22 @@ class KGPolicy(Sampler, torch.nn.Module):
         g_u, g_s = g.split([m, 2 * T * m])
         q = nn.attention_query(g_u.repeat(2 * T, 1), g_s,
                                self.negative_slope)
-        lp = nn.pair_log_prob(keys, q, cand, choice, self.softmax_backend)
-        return lp.view(2, T, m).sum(0)
+        out = nn.pair_log_prob(keys, q, cand, choice, self.softmax_backend,
+                               with_entropy)
+        if with_entropy:
+            return tuple(x.view(2, T, m).sum(0) for x in out)
+        return out.view(2, T, m).sum(0)
+
+    def _pg_loss(self, r: KGPolicyRollout, h: Tensor, rows: Optional[Tensor],
+                 adv: Tensor, keys: Optional[Tensor] = None) -> Tensor:
+        r"""REINFORCE loss of a rollout's walks :obj:`rows` with advantages
+        :obj:`adv` :math:`(R', T)`, minus the entropy bonus."""
+        if self.entropy_weight > 0:
+            lp, ent = self._rollout_log_prob(r, h, rows, keys, True)
+            bonus = self.entropy_weight * ent.sum(0).mean()
+        else:
+            lp, bonus = self._rollout_log_prob(r, h, rows, keys), 0.0
+        return -(adv.t() * lp).sum(0).mean() - bonus
 
     def _pg_rows(self, num_rows: int, device) -> Optional[Tensor]:
         r"""The random rows whose policy gradient :meth:`update` computes
@@ -675,9 +701,8 @@ class KGPolicy(Sampler, torch.nn.Module):
             if self._keys_leaf is None:  # keys' gradient, once per refresh
                 self._keys_leaf = self._keys.detach().requires_grad_()
             with torch.enable_grad():
-                lp = self._rollout_log_prob(r, self._h, rows,
-                                            self._keys_leaf)  # [T, m]
-                loss = -(adv.t() * lp).sum(0).mean() * scale
+                loss = self._pg_loss(r, self._h, rows, adv,
+                                     self._keys_leaf) * scale
                 loss.backward()
             self._pending_loss += float(loss.detach())
         else:  # sampled without gradients or before the last update
@@ -710,8 +735,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                 h = self._h_grad if self._h_grad is not None else \
                     self.encoder()
                 for r, adv, rows in self._buffer:
-                    lp = self._rollout_log_prob(r, h, rows)
-                    loss = -(adv.t() * lp).sum(0).mean()
+                    loss = self._pg_loss(r, h, rows, adv)
                     self._pending_loss += float(loss.detach()) * scale
                     terms.append(loss * scale)
             self.optimizer.zero_grad()

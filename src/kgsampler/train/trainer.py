@@ -123,6 +123,7 @@ class Trainer:
         if sampler.requires_scorer:
             sampler.set_scorer(self.model)
         self.train_pos = dataset.train_pos.to(self.device)
+        self._train_users = self.train_pos.row_ids()  # one entry a pair
         self.valid_pos = dataset.valid_pos.to(self.device)
         self.test_pos = dataset.test_pos.to(self.device)
         self.lr, self.batch_size, self.max_epochs = lr, batch_size, max_epochs
@@ -160,8 +161,7 @@ class Trainer:
         """One pass over the training interactions; returns mean logs."""
         self.model.train()
         self.sampler.on_epoch_start(epoch)
-        users_all = self.train_pos.row_ids()
-        items_all = self.train_pos.indices
+        users_all, items_all = self._train_users, self.train_pos.indices
         perm = torch.randperm(users_all.numel(), device=self.device)
         batches = perm.split(self.batch_size)
         total, sums = 0, {}
