@@ -2,10 +2,10 @@
 # The quality tables of the README, as Hydra multiruns (one core each; about 35 min for the
 # baselines and 40 min for KGPolicy on this 2-core machine). Run from the repository root
 # after `make install`; results go to multirun/quality/*, then:
-#   python benchmarks/summarize.py multirun/quality/lastfm --select trainer.lr trainer.weight_decay
-#   python benchmarks/summarize.py multirun/quality/ml1m --select trainer.lr
-#   python benchmarks/summarize.py multirun/quality/lastfm_kgp multirun/quality/lastfm_dnspre --select sampler.user_hops --all
-#   python benchmarks/summarize.py multirun/quality/ml1m_kgp multirun/quality/ml1m_dnspre --select sampler.user_hops --all
+#   kgsampler-report multirun/quality/lastfm --select trainer.lr trainer.weight_decay --baseline rns
+#   kgsampler-report multirun/quality/ml1m --select trainer.lr --baseline rns
+#   kgsampler-report multirun/quality/lastfm_kgp multirun/quality/lastfm_dnspre --select sampler.user_hops --all
+#   kgsampler-report multirun/quality/ml1m_kgp multirun/quality/ml1m_dnspre --select sampler.user_hops --all
 set -euo pipefail
 PATH=".venv/bin:$PATH"
 out=multirun/quality

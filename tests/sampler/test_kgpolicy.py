@@ -386,6 +386,8 @@ def test_module_behaviour(tiny):
     assert s.scorer is model and 'scorer' not in dict(s.named_modules())
     assert s.to('cpu') is s
     assert '\n' not in repr(s) and repr(s).startswith('KGPolicy(')
+    assert repr(s.encoder) == ("GraphEncoder(10, dims=[8, 8, 8], "
+                               "aggr_backend='csr')")
     state = {k: v.clone() for k, v in s.state_dict().items()}
     s.reset_parameters()
     s.load_state_dict(state)

@@ -247,6 +247,12 @@ class GraphEncoder(torch.nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
+    def __repr__(self) -> str:
+        dims = [self.embedding.embedding_dim] + [c.out_channels
+                                                 for c in self.convs]
+        return (f'{self.__class__.__name__}({self.num_nodes}, dims={dims}, '
+                f'aggr_backend={self.aggr_backend!r})')
+
     @property
     def out_channels(self) -> int:
         return self.convs[-1].out_channels if len(self.convs) else \

@@ -1,0 +1,283 @@
+"""``kgsampler-report``: tables from the ``metrics.json`` files of a sweep.
+
+    kgsampler-report multirun/2026-11-26/12-00-00 [--select trainer.lr]
+        [--baseline rns] [--out report]
+
+Every ``metrics.json`` below the given folders is grouped by dataset x sampler
+x recommender (x the ``--select`` overrides, read from each run's
+``.hydra/overrides.yaml``). With ``--select``, the setting with the best mean
+*validation* metric is kept per dataset x sampler x recommender; the test
+split is never used to choose. Each row gives mean, standard deviation and
+count over seeds and, against ``--baseline``, a two-sided paired t-test over
+the seeds both have (the paper marks p < 0.05). The Markdown table is printed
+and written with a CSV next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+METRICS = ('recall@20', 'ndcg@20', 'precision@20', 'hit@20', 'ndcg_kgat@20')
+
+
+@dataclass
+class Run:
+    """One run's :obj:`metrics.json` plus its Hydra overrides."""
+    path: Path
+    metrics: Dict
+    overrides: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Tuple[str, str, str]:
+        m = self.metrics
+        return (m['dataset'], m['sampler'], m['recommender'])
+
+
+def load_runs(dirs: Sequence[Path]) -> List[Run]:
+    """Reads every :obj:`metrics.json` below :obj:`dirs`."""
+    runs = []
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise FileNotFoundError(f"kgsampler-report: no folder {d}")
+        for path in sorted(d.rglob('metrics.json')):
+            try:
+                metrics = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise ValueError(f"kgsampler-report: {path} is not valid "
+                                 f"JSON ({e})") from e
+            missing = {'dataset', 'sampler', 'recommender', 'seed', 'valid',
+                       'test'} - set(metrics)
+            if missing:
+                raise ValueError(f"kgsampler-report: {path} lacks the keys "
+                                 f"{sorted(missing)}")
+            over = {}
+            ofile = path.parent / '.hydra' / 'overrides.yaml'
+            if ofile.is_file():
+                for line in ofile.read_text().splitlines():
+                    item = line.strip().lstrip('-').strip()
+                    if '=' in item:
+                        k, v = item.split('=', 1)
+                        over[k.lstrip('+~')] = v
+            runs.append(Run(path, metrics, over))
+    return runs
+
+
+def _beta_cf(a: float, b: float, x: float) -> float:
+    # continued fraction of the regularised incomplete beta (Lentz)
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta :math:`I_x(a, b)`."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(lbeta + a * math.log(x) + b * math.log(1.0 - x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_cf(a, b, x) / a
+    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> float:
+    r"""Two-sided p-value of the paired t-test of :obj:`a` against
+    :obj:`b` (:obj:`nan` with fewer than two pairs; 0 or 1 when all
+    differences are equal)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_t_test: 'a' and 'b' must have the same "
+                         f"length (got {len(a)} and {len(b)})")
+    n = len(a)
+    if n < 2:
+        return float('nan')
+    diff = [x - y for x, y in zip(a, b)]
+    mean, sd = statistics.fmean(diff), statistics.stdev(diff)
+    if sd == 0.0:
+        return 1.0 if mean == 0.0 else 0.0
+    t = mean / (sd / math.sqrt(n))
+    df = n - 1
+    return _betainc(df / 2.0, 0.5, df / (df + t * t))
+
+
+@dataclass
+class Row:
+    """One line of the report."""
+    dataset: str
+    sampler: str
+    recommender: str
+    setting: str
+    runs: List[Run]
+    p_values: Dict[str, float] = field(default_factory=dict)
+
+    def values(self, split: str, metric: str) -> List[float]:
+        return [r.metrics[split].get(metric, float('nan')) for r in self.runs]
+
+
+def build_rows(runs: List[Run], select: Sequence[str] = (),
+               monitor: str = 'ndcg@20', baseline: Optional[str] = None,
+               keep_all: bool = False) -> List[Row]:
+    """Groups runs, keeps the best :obj:`select` setting per group on the
+    validation :obj:`monitor` (every setting with :obj:`keep_all`), and adds
+    paired p-values against :obj:`baseline` (matched by seed)."""
+    groups: Dict[Tuple, List[Run]] = defaultdict(list)
+    for r in runs:
+        setting = ','.join(f'{k}={r.overrides.get(k, "default")}'
+                           for k in select)
+        groups[r.key + (setting, )].append(r)
+    best: Dict[Tuple, Row] = {}
+    for (ds, s, rec, setting), rs in groups.items():
+        score = statistics.fmean(r.metrics['valid'].get(monitor, float('-inf'))
+                                 for r in rs)
+        key = (ds, s, rec) + ((setting, ) if keep_all else ())
+        if key not in best or score > best[key][0]:
+            best[key] = (score, Row(ds, s, rec, setting, rs))
+    rows = [row for _, row in best.values()]
+    rows.sort(key=lambda r: (r.dataset, r.recommender, r.sampler, r.setting))
+    if baseline is not None:  # with keep_all: the best baseline setting
+        base = {}
+        for r in rows:
+            if r.sampler == baseline:
+                k = (r.dataset, r.recommender)
+                score = statistics.fmean(x.metrics['valid'].get(
+                    monitor, float('-inf')) for x in r.runs)
+                if k not in base or score > base[k][0]:
+                    base[k] = (score, r)
+        base = {k: v[1] for k, v in base.items()}
+        for row in rows:
+            ref = base.get((row.dataset, row.recommender))
+            if ref is None or ref is row:
+                continue
+            by_seed = {r.metrics['seed']: r for r in ref.runs}
+            pairs = [(r, by_seed[r.metrics['seed']]) for r in row.runs
+                     if r.metrics['seed'] in by_seed]
+            for m in METRICS:
+                a = [x.metrics['test'].get(m) for x, _ in pairs]
+                b = [y.metrics['test'].get(m) for _, y in pairs]
+                if None not in a and None not in b:
+                    row.p_values[m] = paired_t_test(a, b)
+    return rows
+
+
+def _ms(xs: List[float]) -> Tuple[float, float]:
+    return (statistics.fmean(xs),
+            statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
+    """Header and cells of the report (test metrics as mean ± std, with
+    the p-value against the baseline where there is one)."""
+    header = ['dataset', 'sampler', 'recommender', 'setting', 'n',
+              'valid ndcg@20'] + [f'test {m}' for m in METRICS] + [
+                  'epochs', 's/epoch']
+    cells = []
+    for row in rows:
+        mv, sv = _ms(row.values('valid', 'ndcg@20'))
+        line = [row.dataset, row.sampler, row.recommender,
+                row.setting or '-', str(len(row.runs)), f'{mv:.4f} ± {sv:.4f}']
+        for m in METRICS:
+            vals = row.values('test', m)
+            if any(math.isnan(v) for v in vals):
+                line.append('-')
+                continue
+            mt, st = _ms(vals)
+            cell = f'{mt:.4f} ± {st:.4f}'
+            p = row.p_values.get(m)
+            if p is not None and not math.isnan(p):
+                cell += f' (p={p:.3f}{"*" if p < 0.05 else ""})'
+            line.append(cell)
+        epochs = [r.metrics.get('epochs_run', 0) for r in row.runs]
+        secs = [s for r in row.runs for s in r.metrics.get('epoch_seconds',
+                                                             [])]
+        line.append(f'{statistics.fmean(epochs):.0f}')
+        line.append(f'{statistics.median(secs):.2f}' if secs else '-')
+        cells.append(line)
+    return header, cells
+
+
+def markdown(header: List[str], cells: List[List[str]]) -> str:
+    out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    out += ['| ' + ' | '.join(c) + ' |' for c in cells]
+    return '\n'.join(out)
+
+
+def report(argv: Optional[Sequence[str]] = None) -> str:
+    """Runs ``kgsampler-report`` with :obj:`argv`; returns the Markdown
+    table."""
+    p = argparse.ArgumentParser(prog='kgsampler-report',
+                                description=__doc__.split('\n\n')[0])
+    p.add_argument('dirs', nargs='+', type=Path,
+                   help='folders holding metrics.json files (searched '
+                   'recursively)')
+    p.add_argument('--select', nargs='*', default=[],
+                   help='overrides (e.g. trainer.lr) chosen on validation')
+    p.add_argument('--monitor', default='ndcg@20',
+                   help='validation metric used by --select')
+    p.add_argument('--all', action='store_true',
+                   help='list every --select setting, not only the chosen')
+    p.add_argument('--baseline', default=None,
+                   help='sampler to test against (paired t-test by seed)')
+    p.add_argument('--out', type=Path, default=None,
+                   help='write OUT.md and OUT.csv (default: report.md/.csv '
+                   'in the first folder)')
+    args = p.parse_args(argv)
+    runs = load_runs(args.dirs)
+    if not runs:
+        raise SystemExit(f'kgsampler-report: no metrics.json below '
+                         f'{", ".join(map(str, args.dirs))}')
+    rows = build_rows(runs, args.select, args.monitor, args.baseline,
+                      args.all)
+    header, cells = to_table(rows)
+    table = markdown(header, cells)
+    out = args.out if args.out is not None else args.dirs[0] / 'report'
+    out.parent.mkdir(parents=True, exist_ok=True)
+    note = (f'{len(runs)} runs; test metrics mean ± std over seeds'
+            + (f'; p: paired t-test against {args.baseline} (* p < 0.05)'
+               if args.baseline else '')
+            + (f'; {", ".join(args.select)} chosen on validation '
+               f'{args.monitor}' if args.select and not args.all else ''))
+    Path(f'{out}.md').write_text(table + '\n\n' + note + '\n')
+    with open(f'{out}.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(cells)
+    print(table)
+    print(note)
+    return table
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of the ``kgsampler-report`` console script."""
+    report(argv)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,97 @@
+import json
+import math
+
+import pytest
+
+from kgsampler.report import _betainc, build_rows, load_runs, paired_t_test, \
+    report
+
+
+@pytest.mark.parametrize('t', [0.3, 1.0, 2.5, 10.0])
+def test_t_test_matches_closed_forms(t):
+    # df = 1 (Cauchy): p = 1 - 2/pi atan|t|; df = 2: p = 1 - |t|/sqrt(t^2+2)
+    for df, ref in ((1, 1 - 2 / math.pi * math.atan(t)),
+                    (2, 1 - t / math.sqrt(t * t + 2))):
+        assert _betainc(df / 2, 0.5, df / (df + t * t)) == pytest.approx(
+            ref, abs=1e-10)
+
+
+def test_paired_t_test():
+    # differences 1, 2, 3: mean 2, sd 1, t = 2 sqrt(3), df 2
+    t = 2 * math.sqrt(3)
+    assert paired_t_test([2, 4, 6], [1, 2, 3]) == pytest.approx(
+        1 - t / math.sqrt(t * t + 2))
+    assert paired_t_test([1, 2], [1, 2]) == 1.0
+    assert paired_t_test([2, 3], [1, 2]) == 0.0
+    assert math.isnan(paired_t_test([1], [0]))
+    with pytest.raises(ValueError, match=r"same length \(got 2 and 1\)"):
+        paired_t_test([1, 2], [1])
+
+
+def write_run(root, name, sampler, seed, valid, test, lr='0.001'):
+    d = root / name
+    (d / '.hydra').mkdir(parents=True)
+    (d / '.hydra' / 'overrides.yaml').write_text(
+        f'- sampler={sampler}\n- trainer.lr={lr}\n- seed={seed}\n')
+    (d / 'metrics.json').write_text(json.dumps({
+        'dataset': 'toy', 'sampler': sampler, 'recommender': 'mf',
+        'seed': seed, 'best_epoch': 1, 'epochs_run': 2,
+        'epoch_seconds': [0.5, 0.7],
+        'valid': {'ndcg@20': valid},
+        'test': {m: test for m in ('recall@20', 'ndcg@20', 'precision@20',
+                                   'hit@20', 'ndcg_kgat@20')}}))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    r"""Two samplers x two learning rates x three seeds; lr 0.005 is better
+    on validation for 'dns' only, and worse on test (must not matter)."""
+    for i, seed in enumerate((1, 2, 3)):
+        write_run(tmp_path, f'a{i}', 'rns', seed, 0.10, 0.20 + 0.01 * i)
+        write_run(tmp_path, f'b{i}', 'rns', seed, 0.09, 0.30, lr='0.005')
+        write_run(tmp_path, f'c{i}', 'dns', seed, 0.10, 0.25 + 0.02 * i)
+        write_run(tmp_path, f'd{i}', 'dns', seed, 0.12, 0.10, lr='0.005')
+    return tmp_path
+
+
+def test_selection_on_validation_and_baseline(sweep):
+    rows = build_rows(load_runs([sweep]), ['trainer.lr'], baseline='rns')
+    by = {r.sampler: r for r in rows}
+    assert by['rns'].setting == 'trainer.lr=0.001'
+    assert by['dns'].setting == 'trainer.lr=0.005'
+    assert len(by['dns'].runs) == 3
+    # dns (lr 0.005) - rns (lr 0.001) by seed: -0.10, -0.11, -0.12
+    t = 0.11 / (0.01 / math.sqrt(3))
+    assert by['dns'].p_values['ndcg@20'] == pytest.approx(
+        1 - t / math.sqrt(t * t + 2), rel=1e-6)
+    assert 'ndcg@20' not in by['rns'].p_values
+    assert build_rows(load_runs([sweep]), ['trainer.lr'], keep_all=True)[0] \
+        .setting == 'trainer.lr=0.001'
+    assert len(build_rows(load_runs([sweep]), ['trainer.lr'],
+                          keep_all=True)) == 4
+
+
+def test_command_writes_markdown_and_csv(sweep, tmp_path, capsys):
+    table = report([str(sweep), '--select', 'trainer.lr', '--baseline', 'rns',
+                  '--out', str(tmp_path / 'out' / 'rep')])
+    assert '| toy | dns | mf | trainer.lr=0.005 | 3 |' in table
+    assert '0.2100 ± 0.0100' in table  # rns test, lr 0.001
+    assert (tmp_path / 'out' / 'rep.csv').read_text().count('\n') == 3
+    assert 'paired t-test against rns' in (tmp_path / 'out' /
+                                           'rep.md').read_text()
+    assert table in capsys.readouterr().out
+
+
+def test_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no folder"):
+        load_runs([tmp_path / 'missing'])
+    (tmp_path / 'metrics.json').write_text('{"dataset": "x"}')
+    with pytest.raises(ValueError, match=r"lacks the keys"):
+        load_runs([tmp_path])
+    (tmp_path / 'metrics.json').write_text('{oops')
+    with pytest.raises(ValueError, match=r"is not valid JSON"):
+        load_runs([tmp_path])
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(SystemExit, match=r"no metrics.json below"):
+        report([str(empty)])
