@@ -37,7 +37,7 @@ def test_train_writes_metrics(tmp_path, sampler):
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert list(metrics) == ['dataset', 'sampler', 'recommender', 'seed',
                              'best_epoch', 'epochs_run', 'epoch_seconds',
-                             'valid', 'test', 'sampler_stats']
+                             'valid', 'test', 'sampler_stats', 'history']
     assert metrics['dataset'] == 'synthetic'
     assert metrics['sampler'] == sampler and metrics['recommender'] == 'mf'
     assert metrics['seed'] == 3 and metrics['epochs_run'] == 2
@@ -46,6 +46,11 @@ def test_train_writes_metrics(tmp_path, sampler):
         assert 0.0 <= metrics['test'][key] <= 1.0
         assert key in metrics['valid']
     assert (tmp_path / 'run' / 'best.pt').is_file()
+    assert [h['epoch'] for h in metrics['history']] == [1, 2]
+    for h in metrics['history']:
+        assert 0.0 < h['grad_magnitude'] < 1.0
+        assert 0.0 <= h['false_negative_rate'] <= 1.0
+        assert 'valid_ndcg@20' in h
 
 
 def test_multirun_sweep(tmp_path):

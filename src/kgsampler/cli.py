@@ -121,6 +121,9 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         'valid': result.valid,
         'test': result.test,
         'sampler_stats': result.sampler_stats,
+        # per epoch: seconds, loss, grad_magnitude, false_negative_rate,
+        # valid metrics
+        'history': result.history,
     }
     with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
         json.dump(metrics, f, indent=2)

@@ -69,6 +69,27 @@ def test_weight_decay_shrinks_rows_outside_the_batch():
     assert model.user_emb.weight[0].norm().item() < 0.9 * before
 
 
+def test_dynamics_are_recorded_per_epoch():
+    torch.manual_seed(0)
+    ds = block_dataset()
+    held_out = ds.valid_pos
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    sampler = RNS(ds.train_pos, monitor_pos=held_out)
+    res = Trainer(model, sampler, ds, lr=0.05, batch_size=64, max_epochs=3,
+                  progress=False).fit()
+    g = [h['grad_magnitude'] for h in res.history]
+    assert all(0 < x < 1 for x in g)
+    assert g[-1] < g[0]  # uniform negatives get easy as the model learns
+    fn = [h['false_negative_rate'] for h in res.history]
+    assert all(0 <= x <= 1 for x in fn)
+    # epoch rates average to the overall rate (equal epoch sizes)
+    assert sum(fn) / 3 == pytest.approx(
+        res.sampler_stats['false_negative_rate'])
+    res = Trainer(model, RNS(ds.train_pos), ds, max_epochs=1,
+                  progress=False, track_dynamics=False).fit()
+    assert 'grad_magnitude' not in res.history[0]
+
+
 def test_early_stopping_stops():
     torch.manual_seed(0)
     ds = block_dataset()

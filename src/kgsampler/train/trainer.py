@@ -85,6 +85,11 @@ class Trainer:
             :obj:`"auto"`. (default: :obj:`"cpu"`)
         progress (bool, optional): Show tqdm bars. (default: :obj:`True`)
         checkpoint_path (str, optional): Where to save the best state.
+        track_dynamics (bool, optional): Record per epoch the mean gradient
+            magnitude of the BPR pairs, :math:`1 - \sigma(f(u,i) - f(u,j))`
+            (how informative the negatives are), and the sampler's
+            false-negative rate (when it monitors held-out positives) in
+            :obj:`TrainResult.history`. (default: :obj:`True`)
     """
     def __init__(self, model: Recommender, sampler: Sampler, dataset,
                  lr: float = 1e-3, weight_decay: float = 0.0,
@@ -94,7 +99,8 @@ class Trainer:
                  ks: Sequence[int] = (20, ), monitor: str = 'ndcg@20',
                  eval_batch_size: int = 4096, kgat_ndcg: bool = True,
                  device: str = 'cpu', progress: bool = True,
-                 checkpoint_path: Optional[str] = None):
+                 checkpoint_path: Optional[str] = None,
+                 track_dynamics: bool = True):
         for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
                         ('eval_every', eval_every), ('num_neg', num_neg),
                         ('eval_batch_size', eval_batch_size)):
@@ -137,6 +143,7 @@ class Trainer:
                              f"ks={self.ks}, e.g. 'ndcg@20' (got {monitor!r})")
         self.monitor, self.kgat_ndcg = monitor, kgat_ndcg
         self.progress, self.checkpoint_path = progress, checkpoint_path
+        self.track_dynamics = track_dynamics
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
                                           weight_decay=weight_decay)
 
@@ -173,10 +180,13 @@ class Trainer:
             users, pos = users_all[idx], items_all[idx]
             out = self.sampler.sample(users, pos, self.num_neg)
             loss = self.model.loss(users, pos, out.neg_items)
+            logs = {'loss': loss.detach()}  # no per-batch device sync
+            if self.track_dynamics:  # on the parameters the step uses
+                logs['grad_magnitude'] = self._grad_magnitude(
+                    users, pos, out.neg_items)
             self.optimizer.zero_grad()
             loss.backward()
             self.optimizer.step()
-            logs = {'loss': loss.detach()}  # no per-batch device sync
             if self.sampler.learnable:
                 logs.update(self.sampler.update(users, pos, out))
             n = users.numel()
@@ -184,6 +194,24 @@ class Trainer:
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + v * n
         return {k: float(v) / max(total, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def _grad_magnitude(self, users: Tensor, pos: Tensor,
+                        neg: Tensor) -> Tensor:
+        r"""Mean of :math:`1 - \sigma(f(u,i) - f(u,j))` over the batch's
+        pairs, as a 0-dim tensor."""
+        diff = self.model.score(users, pos.view(-1, 1)) - \
+            self.model.score(users, neg)
+        return (1 - torch.sigmoid(diff)).mean()
+
+    def _false_negative_delta(self, before: Dict[str, float]
+                              ) -> Dict[str, float]:
+        after = self.sampler.summary_stats()
+        if 'num_false_negative' not in after:
+            return {}
+        n = after['num_sampled'] - before.get('num_sampled', 0)
+        fn = after['num_false_negative'] - before.get('num_false_negative', 0)
+        return {'false_negative_rate': fn / max(n, 1)}
 
     def fit(self) -> TrainResult:
         """Trains with early stopping and returns a :class:`TrainResult`."""
@@ -193,12 +221,16 @@ class Trainer:
         epoch_seconds, history = [], []
         bad_evals, epoch = 0, 0
         for epoch in range(1, self.max_epochs + 1):
+            before = (self.sampler.summary_stats()
+                      if self.track_dynamics else {})
             t0 = time.perf_counter()
             logs = self.train_epoch(epoch)
             if self.device.type == 'cuda':
                 torch.cuda.synchronize(self.device)
             epoch_seconds.append(time.perf_counter() - t0)
             logs = {'epoch': epoch, 'seconds': epoch_seconds[-1], **logs}
+            if self.track_dynamics:
+                logs.update(self._false_negative_delta(before))
             if has_valid and (epoch % self.eval_every == 0
                               or epoch == self.max_epochs):
                 valid = _scalars(self.evaluate('valid'))
