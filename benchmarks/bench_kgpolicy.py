@@ -115,7 +115,8 @@ def main():
         torch.manual_seed(0)
         model = MF(dataset.num_users, dataset.num_items)
         trainers[name] = Trainer(model, sampler, dataset,
-                                 batch_size=args.batch_size, progress=False)
+                                 batch_size=args.batch_size, progress=False,
+                                 track_dynamics=False)
     times = {name: [] for name, _ in configs}
     for e in range(1, args.epochs + 1):  # interleaved
         for name, _ in configs:
