@@ -37,7 +37,8 @@ def test_train_writes_metrics(tmp_path, sampler):
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert list(metrics) == ['dataset', 'sampler', 'recommender', 'seed',
                              'best_epoch', 'epochs_run', 'epoch_seconds',
-                             'valid', 'test', 'sampler_stats', 'history']
+                             'valid', 'test', 'sampler_stats', 'history',
+                             'test_by_sparsity']
     assert metrics['dataset'] == 'synthetic'
     assert metrics['sampler'] == sampler and metrics['recommender'] == 'mf'
     assert metrics['seed'] == 3 and metrics['epochs_run'] == 2

@@ -124,6 +124,8 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         # per epoch: seconds, loss, grad_magnitude, false_negative_rate,
         # valid metrics
         'history': result.history,
+        # test metrics per user group by number of training interactions
+        'test_by_sparsity': result.test_by_sparsity,
     }
     with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
         json.dump(metrics, f, indent=2)

@@ -90,6 +90,29 @@ def test_dynamics_are_recorded_per_epoch():
     assert 'grad_magnitude' not in res.history[0]
 
 
+def test_sparsity_groups_partition_the_test_users():
+    r"""Users 0..59 get 2..8 training items (user u: 2 + u % 7), so the
+    quartile groups have increasing interaction ranges."""
+    ds = block_dataset()
+    rows, cols = ds.train_pos.row_ids(), ds.train_pos.indices
+    keep = (ds.train_pos.indptr[:-1].repeat_interleave(8) + 2 +
+            rows % 7) > torch.arange(rows.numel())
+    ds.train_pos = UserItemCSR.from_pairs(rows[keep], cols[keep],
+                                          ds.num_users, ds.num_items)
+    torch.manual_seed(0)
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    trainer = Trainer(model, RNS(ds.train_pos), ds, max_epochs=1,
+                      progress=False)
+    res = trainer.fit()
+    groups = res.test_by_sparsity
+    assert [g['group'] for g in groups] == [1, 2, 3, 4]
+    assert sum(g['num_users'] for g in groups) == 60
+    assert all(a['max_interactions'] <= b['min_interactions']
+               for a, b in zip(groups, groups[1:]))
+    mean = sum(g['ndcg@20'] * g['num_users'] for g in groups) / 60
+    assert mean == pytest.approx(res.test['ndcg@20'], abs=1e-6)
+
+
 def test_early_stopping_stops():
     torch.manual_seed(0)
     ds = block_dataset()
@@ -149,6 +172,8 @@ def test_errors():
     with pytest.raises(ValueError, match=r"Trainer: 'batch_size' must be a "
                        r"positive int \(got 0\)"):
         Trainer(model, s, ds, batch_size=0)
+    with pytest.raises(ValueError, match=r"'sparsity_groups' must be a pos"):
+        Trainer(model, s, ds, sparsity_groups=0)
     with pytest.raises(ValueError, match=r"'patience' must be a positive"):
         Trainer(model, s, ds, patience=0)
     with pytest.raises(ValueError, match=r"'lr' must be positive"):

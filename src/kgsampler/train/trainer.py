@@ -31,6 +31,10 @@ class TrainResult:
         test (dict): Test metrics of the best checkpoint.
         history (list of dict): Per-epoch logs.
         sampler_stats (dict): The sampler's counters (fallback rates...).
+        test_by_sparsity (list of dict): Test metrics of the best checkpoint
+            per user group: users sorted by their number of training
+            interactions and cut into equal-size groups (quartiles by
+            default), each with its interaction range.
     """
     best_epoch: int
     epochs_run: int
@@ -39,6 +43,7 @@ class TrainResult:
     test: Dict[str, float]
     history: List[Dict[str, float]] = field(default_factory=list)
     sampler_stats: Dict[str, float] = field(default_factory=dict)
+    test_by_sparsity: List[Dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:
@@ -85,6 +90,9 @@ class Trainer:
             :obj:`"auto"`. (default: :obj:`"cpu"`)
         progress (bool, optional): Show tqdm bars. (default: :obj:`True`)
         checkpoint_path (str, optional): Where to save the best state.
+        sparsity_groups (int, optional): Number of user groups (by training
+            interactions) in :obj:`TrainResult.test_by_sparsity`.
+            (default: :obj:`4`)
         track_dynamics (bool, optional): Record per epoch the mean gradient
             magnitude of the BPR pairs, :math:`1 - \sigma(f(u,i) - f(u,j))`
             (how informative the negatives are), and the sampler's
@@ -100,10 +108,11 @@ class Trainer:
                  eval_batch_size: int = 4096, kgat_ndcg: bool = True,
                  device: str = 'cpu', progress: bool = True,
                  checkpoint_path: Optional[str] = None,
-                 track_dynamics: bool = True):
+                 sparsity_groups: int = 4, track_dynamics: bool = True):
         for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
                         ('eval_every', eval_every), ('num_neg', num_neg),
-                        ('eval_batch_size', eval_batch_size)):
+                        ('eval_batch_size', eval_batch_size),
+                        ('sparsity_groups', sparsity_groups)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"Trainer: '{name}' must be a positive int "
                                  f"(got {v!r})")
@@ -144,6 +153,7 @@ class Trainer:
         self.monitor, self.kgat_ndcg = monitor, kgat_ndcg
         self.progress, self.checkpoint_path = progress, checkpoint_path
         self.track_dynamics = track_dynamics
+        self.sparsity_groups = sparsity_groups
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
                                           weight_decay=weight_decay)
 
@@ -257,13 +267,36 @@ class Trainer:
                 torch.save(self.model.state_dict(), self.checkpoint_path)
         else:
             self.model.load_state_dict(best_state)
-        test = _scalars(self.evaluate('test'))
+        full = self.evaluate('test', per_user=True)
+        test = _scalars(full)
+        by_group = self._by_sparsity(full)
         log.info('best epoch %d: valid %s test %s', best_epoch,
                  _fmt(best_valid), _fmt(test))
         return TrainResult(best_epoch=best_epoch, epochs_run=epoch,
                            epoch_seconds=epoch_seconds, valid=best_valid,
                            test=test, history=history,
-                           sampler_stats=self.sampler.summary_stats())
+                           sampler_stats=self.sampler.summary_stats(),
+                           test_by_sparsity=by_group)
+
+    def _by_sparsity(self, full: Dict) -> List[Dict[str, float]]:
+        """Per-user test metrics averaged over equal-size user groups sorted
+        by their number of training interactions."""
+        users = full['users']
+        if users.numel() == 0:
+            return []
+        deg = self.train_pos.degree()[users]
+        order = torch.argsort(deg, stable=True)
+        out = []
+        for g, idx in enumerate(order.tensor_split(self.sparsity_groups)):
+            if idx.numel() == 0:
+                continue
+            row = {'group': g + 1, 'num_users': int(idx.numel()),
+                   'min_interactions': int(deg[idx].min()),
+                   'max_interactions': int(deg[idx].max())}
+            row.update({k: float(v[idx].mean())
+                        for k, v in full['per_user'].items()})
+            out.append(row)
+        return out
 
 
 def _scalars(d: Dict) -> Dict[str, float]:
