@@ -37,6 +37,11 @@ def write_run(root, name, sampler, seed, valid, test, lr='0.001'):
         'dataset': 'toy', 'sampler': sampler, 'recommender': 'mf',
         'seed': seed, 'best_epoch': 1, 'epochs_run': 2,
         'epoch_seconds': [0.5, 0.7],
+        'history': [{'epoch': e, 'grad_magnitude': 0.5 / e,
+                     'false_negative_rate': 0.01 * e} for e in (1, 2)],
+        'test_by_sparsity': [{'group': g, 'min_interactions': g,
+                              'max_interactions': g + 1, 'ndcg@20': test}
+                             for g in (1, 2)],
         'valid': {'ndcg@20': valid},
         'test': {m: test for m in ('recall@20', 'ndcg@20', 'precision@20',
                                    'hit@20', 'ndcg_kgat@20')}}))
@@ -95,3 +100,12 @@ def test_errors(tmp_path):
     empty.mkdir()
     with pytest.raises(SystemExit, match=r"no metrics.json below"):
         report([str(empty)])
+
+
+def test_plots(sweep, tmp_path):
+    pytest.importorskip('matplotlib', reason='the plot extra is not installed')
+    report([str(sweep), '--out', str(tmp_path / 'rep'), '--plots',
+            str(tmp_path / 'fig')])
+    for name in ('dynamics_toy.png', 'sparsity_toy.png'):
+        data = (tmp_path / 'fig' / name).read_bytes()
+        assert data[:8] == b'\x89PNG\r\n\x1a\n' and len(data) > 5000

@@ -1,7 +1,7 @@
 """``kgsampler-report``: tables from the ``metrics.json`` files of a sweep.
 
     kgsampler-report multirun/2026-11-26/12-00-00 [--select trainer.lr]
-        [--baseline rns] [--out report]
+        [--baseline rns] [--out report] [--plots figures]
 
 Every ``metrics.json`` below the given folders is grouped by dataset x sampler
 x recommender (x the ``--select`` overrides, read from each run's
@@ -10,7 +10,8 @@ x recommender (x the ``--select`` overrides, read from each run's
 split is never used to choose. Each row gives mean, standard deviation and
 count over seeds and, against ``--baseline``, a two-sided paired t-test over
 the seeds both have (the paper marks p < 0.05). The Markdown table is printed
-and written with a CSV next to it.
+and written with a CSV next to it; ``--plots`` draws the per-epoch training
+dynamics and the per-sparsity-group test NDCG@20.
 """
 from __future__ import annotations
 
@@ -229,6 +230,73 @@ def markdown(header: List[str], cells: List[List[str]]) -> str:
     return '\n'.join(out)
 
 
+def plot(rows: List[Row], out_dir: Path) -> List[Path]:
+    """Writes :obj:`dynamics.png` (per-epoch gradient magnitude and
+    false-negative rate, mean over seeds, one line per sampler) and
+    :obj:`sparsity.png` (test NDCG@20 per user-sparsity group) for each
+    dataset into :obj:`out_dir`; returns the files written. Needs
+    :mod:`matplotlib` (the :obj:`plot` extra)."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError("kgsampler-report --plots needs matplotlib: "
+                          "pip install 'kgsampler[plot]'") from e
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ds in sorted({r.dataset for r in rows}):
+        rs = [r for r in rows if r.dataset == ds]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+        for row in rs:
+            label = f'{row.sampler} ({row.recommender})'
+            for ax, key in zip(axes, ('grad_magnitude',
+                                      'false_negative_rate')):
+                curves = [[h.get(key) for h in r.metrics.get('history', [])]
+                          for r in row.runs]
+                n = min((len(c) for c in curves), default=0)
+                if n == 0 or any(v is None for c in curves for v in c[:n]):
+                    continue
+                mean = [statistics.fmean(c[i] for c in curves)
+                        for i in range(n)]
+                ax.plot(range(1, n + 1), mean, label=label)
+        axes[0].set(title=f'{ds}: gradient magnitude 1 - sigmoid(f(u,i) - '
+                    f'f(u,j))', xlabel='epoch')
+        axes[1].set(title=f'{ds}: negatives that are validation positives',
+                    xlabel='epoch')
+        for ax in axes:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f'dynamics_{ds}.png'
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        width = 0.8 / max(len(rs), 1)
+        for k, row in enumerate(rs):
+            groups = [r.metrics.get('test_by_sparsity', []) for r in row.runs]
+            n = min((len(g) for g in groups), default=0)
+            if n == 0:
+                continue
+            vals = [statistics.fmean(g[i]['ndcg@20'] for g in groups)
+                    for i in range(n)]
+            ax.bar([i + k * width for i in range(n)], vals, width,
+                   label=row.sampler)
+            ticks = [f"{groups[0][i]['min_interactions']}-"
+                     f"{groups[0][i]['max_interactions']}" for i in range(n)]
+            ax.set_xticks([i + 0.4 - width / 2 for i in range(n)], ticks)
+        ax.set(title=f'{ds}: test NDCG@20 by training interactions per user',
+               xlabel='user group (training interactions)', ylabel='NDCG@20')
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / f'sparsity_{ds}.png'
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def report(argv: Optional[Sequence[str]] = None) -> str:
     """Runs ``kgsampler-report`` with :obj:`argv`; returns the Markdown
     table."""
@@ -245,6 +313,9 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
                    help='list every --select setting, not only the chosen')
     p.add_argument('--baseline', default=None,
                    help='sampler to test against (paired t-test by seed)')
+    p.add_argument('--plots', type=Path, default=None,
+                   help='write dynamics_<dataset>.png and '
+                   'sparsity_<dataset>.png into this folder')
     p.add_argument('--out', type=Path, default=None,
                    help='write OUT.md and OUT.csv (default: report.md/.csv '
                    'in the first folder)')
@@ -271,6 +342,9 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
         w.writerows(cells)
     print(table)
     print(note)
+    if args.plots is not None:
+        for path in plot(rows, args.plots):
+            print(f'wrote {path}')
     return table
 
 
