@@ -141,6 +141,36 @@ def main():
               f'{st["random_pick_rate"]:.3f}, updates/epoch '
               f'{st["num_updates"] / args.epochs:.0f}')
 
+    encoder_times(dataset)
+
+
+def encoder_times(dataset, repeats: int = 3):
+    """Forward + backward of the 2-layer SAGEConv encoder over the whole
+    collaborative KG, per aggregation back end (best of :obj:`repeats`)."""
+    edge_index, _, _ = _kgpolicy_nn.collaborative_graph(dataset)
+    num_nodes = dataset.num_users + dataset.num_entities
+    backends = ['csr', 'scatter'] + (['torch_sparse']
+                                     if _kgpolicy_nn.HAS_TORCH_SPARSE else [])
+    outs = {}
+    for backend in backends:
+        torch.manual_seed(0)
+        enc = _kgpolicy_nn.GraphEncoder(num_nodes, edge_index,
+                                        aggr_backend=backend)
+        best = float('inf')
+        for _ in range(repeats + 1):  # first call warms up
+            t0 = time.perf_counter()
+            h = enc()
+            h.pow(2).sum().backward()
+            best = min(best, time.perf_counter() - t0)
+        outs[backend] = h.detach()
+        print(f'encoder forward+backward ({num_nodes:,} nodes, '
+              f'{edge_index.size(1):,} edges), aggregation {backend}: '
+              f'{1000 * best:.0f} ms')
+    ref = outs['csr']
+    print('max |difference| to csr: ' + ', '.join(
+        f'{k} {float((v - ref).abs().max()):.1e}' for k, v in outs.items()
+        if k != 'csr'))
+
 
 if __name__ == '__main__':
     main()

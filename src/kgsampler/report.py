@@ -245,6 +245,14 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
                           "pip install 'kgsampler[plot]'") from e
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+
+    def finish(fig, axes, name: str) -> None:
+        for ax in axes:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=110)
+        plt.close(fig)
+        written.append(out_dir / name)
     for ds in sorted({r.dataset for r in rows}):
         rs = [r for r in rows if r.dataset == ds]
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -264,13 +272,7 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
                     f'f(u,j))', xlabel='epoch')
         axes[1].set(title=f'{ds}: negatives that are validation positives',
                     xlabel='epoch')
-        for ax in axes:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f'dynamics_{ds}.png'
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        finish(fig, axes, f'dynamics_{ds}.png')
 
         fig, ax = plt.subplots(figsize=(6, 3.6))
         width = 0.8 / max(len(rs), 1)
@@ -288,12 +290,7 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
             ax.set_xticks([i + 0.4 - width / 2 for i in range(n)], ticks)
         ax.set(title=f'{ds}: test NDCG@20 by training interactions per user',
                xlabel='user group (training interactions)', ylabel='NDCG@20')
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out_dir / f'sparsity_{ds}.png'
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append(path)
+        finish(fig, [ax], f'sparsity_{ds}.png')
     return written
 
 
