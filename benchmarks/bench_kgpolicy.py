@@ -11,7 +11,7 @@ Prints the thread count, whether torch-scatter / torch-sparse are installed
 (and used), the sampler throughput (negatives/s, sampling only), the epoch
 time of MF+RNS, MF+DNS and MF+KGPolicy (the minimum over --epochs) for the
 default config and for each refresh interval (default 4, 16, 64), and the
-ratio KGPolicy/DNS. The issue's target is a KGPolicy epoch at most 2x an
+ratio KGPolicy/DNS. The project's target is a KGPolicy epoch at most 2x an
 MF+DNS epoch (batch 1024, T=2, defaults). --no-extensions forces the pure
 PyTorch/PyG back ends (softmax 'pyg', aggregation 'csr').
 """
