@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Dict, Optional, Protocol, Union, runtime_checkable
+from typing import (Callable, Dict, Optional, Protocol, Union,
+                    runtime_checkable)
 
 import torch
 from torch import Tensor
@@ -343,18 +344,33 @@ class Sampler(ABC):
         """
         items = torch.randint(self.num_items, users.shape,
                               device=users.device)
-        bad = self.is_pos(users, items)
-        for _ in range(self.max_rounds):
-            if not bool(bad.any()):
-                return items
-            idx = bad.nonzero(as_tuple=True)
-            items[idx] = torch.randint(self.num_items, (idx[0].numel(), ),
-                                       device=users.device)
-            bad[idx] = self.is_pos(users[idx], items[idx])
+        bad = self.redraw_positives(
+            users, items, lambda n: torch.randint(
+                self.num_items, (n, ), device=users.device))
         if bool(bad.any()):
             idx = bad.nonzero(as_tuple=True)
             items[idx] = self.exact_uniform_negatives(users[idx])
         return items
+
+    def redraw_positives(self, users: Tensor, items: Tensor,
+                         draw: Callable[[int], Tensor]) -> Tensor:
+        r"""Rejection sampling in place: redraws with :obj:`draw(n)` (n new
+        items) every entry of :obj:`items` that is a training positive of
+        its user, for at most :obj:`max_rounds` rounds; returns the
+        :obj:`torch.bool` mask of entries still positive.
+
+        Shapes:
+            - **users, items:** :math:`(*)`, same shape
+            - **output:** :math:`(*)`
+        """
+        bad = self.is_pos(users, items)
+        for _ in range(self.max_rounds):
+            if not bool(bad.any()):
+                break
+            idx = bad.nonzero(as_tuple=True)
+            items[idx] = draw(idx[0].numel())
+            bad[idx] = self.is_pos(users[idx], items[idx])
+        return bad
 
     def replace_positives(self, users: Tensor, items: Tensor) -> Tensor:
         r"""Replaces every training positive in :obj:`items` (of the row's
@@ -368,10 +384,15 @@ class Sampler(ABC):
         """
         u = users.view(-1, 1).expand_as(items)
         bad = self.is_pos(u, items)
-        if bool(bad.any()):
-            idx = bad.nonzero(as_tuple=True)
-            items[idx] = self.uniform_negatives(u[idx])
+        self._fill_uniform(u, items, bad)
         return bad
+
+    def _fill_uniform(self, users: Tensor, items: Tensor,
+                      mask: Tensor) -> None:
+        """Sets :obj:`items[mask]` to uniform negatives of their users."""
+        if bool(mask.any()):
+            idx = mask.nonzero(as_tuple=True)
+            items[idx] = self.uniform_negatives(users[idx])
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(num_items={self.num_items})'

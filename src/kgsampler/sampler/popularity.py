@@ -48,14 +48,9 @@ class PNS(Sampler):
                 num_neg: int) -> SamplerOutput:
         u = users.view(-1, 1).expand(-1, num_neg)
         items = self._draw(u.shape, users.device)
-        bad = self.is_pos(u, items)
-        for _ in range(self.max_rounds):
-            if not bool(bad.any()):
-                break
-            idx = bad.nonzero(as_tuple=True)
-            items[idx] = self._draw((idx[0].numel(), ), users.device)
-            bad[idx] = self.is_pos(u[idx], items[idx])
-        fallback = self.replace_positives(users, items)
+        fallback = self.redraw_positives(
+            u, items, lambda n: self._draw((n, ), users.device))
+        self._fill_uniform(u, items, fallback)
         return SamplerOutput(items, fallback=fallback)
 
     def __repr__(self) -> str:

@@ -65,7 +65,8 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
     max_k = min(ks[-1], num_items)
     disc = _discounts(max_k, device)
     ideal_cum = torch.cumsum(disc, 0)  # IDCG for n hits = ideal_cum[n - 1]
-    users = (ground_truth.degree() > 0).nonzero().view(-1)
+    gt_deg = ground_truth.degree()
+    users = (gt_deg > 0).nonzero().view(-1)
     names = ['recall', 'precision', 'hit', 'ndcg'] + (['ndcg_kgat']
                                                       if kgat_ndcg else [])
     out = {f'{m}@{k}': torch.zeros(users.numel(), device=device)
@@ -87,7 +88,7 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
         r, c = ground_truth.gather_rows(u)
         gt[r, c] = True
         hits = gt.gather(1, top).float()  # [B, K]
-        n_gt = ground_truth.degree()[u].float()
+        n_gt = gt_deg[u].float()
         sl = slice(start, start + u.numel())
         cum_hits = torch.cumsum(hits, 1)
         dcg = torch.cumsum(hits * disc, 1)
