@@ -43,6 +43,8 @@ def write_run(root, name, sampler, seed, valid, test, lr='0.001'):
                               'max_interactions': g + 1, 'ndcg@20': test}
                              for g in (1, 2)],
         'valid': {'ndcg@20': valid},
+        'sampler_stats': {'fallback_rate': 0.0,
+                          'false_negative_rate': 0.01 * seed},
         'test': {m: test for m in ('recall@20', 'ndcg@20', 'precision@20',
                                    'hit@20', 'ndcg_kgat@20')}}))
 
@@ -85,6 +87,17 @@ def test_command_writes_markdown_and_csv(sweep, tmp_path, capsys):
     assert 'paired t-test against rns' in (tmp_path / 'out' /
                                            'rep.md').read_text()
     assert table in capsys.readouterr().out
+    # the sampler's bookkeeping: mean false-negative rate over seeds 1..3
+    assert '| 0.00% | 2.00% |' in table
+
+
+def test_setting_names_only_overridden_keys(sweep):
+    rows = build_rows(load_runs([sweep]), ['trainer.lr', 'sampler.n2'],
+                      keep_all=True)
+    assert {r.setting for r in rows} == {'trainer.lr=0.001',
+                                         'trainer.lr=0.005'}
+    rows = build_rows(load_runs([sweep]), ['sampler.n2'])
+    assert {r.setting for r in rows} == {'defaults'}
 
 
 def test_errors(tmp_path):

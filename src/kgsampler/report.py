@@ -151,8 +151,10 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
     paired p-values against :obj:`baseline` (matched by seed)."""
     groups: Dict[Tuple, List[Run]] = defaultdict(list)
     for r in runs:
-        setting = ','.join(f'{k}={r.overrides.get(k, "default")}'
-                           for k in select)
+        # keys a run did not override are left out ('defaults': none was)
+        setting = ','.join(f'{k}={r.overrides[k]}' for k in select
+                           if k in r.overrides) or ('defaults' if select
+                                                    else '-')
         groups[r.key + (setting, )].append(r)
     best: Dict[Tuple, Row] = {}
     for (ds, s, rec, setting), rs in groups.items():
@@ -188,6 +190,10 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
     return rows
 
 
+#: ``sampler_stats`` rates shown as columns (mean over the group's runs).
+STATS = ('fallback_rate', 'false_negative_rate')
+
+
 def _ms(xs: List[float]) -> Tuple[float, float]:
     return (statistics.fmean(xs),
             statistics.stdev(xs) if len(xs) > 1 else 0.0)
@@ -198,7 +204,8 @@ def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
     the p-value against the baseline where there is one)."""
     header = ['dataset', 'sampler', 'recommender', 'setting', 'n',
               'valid ndcg@20'] + [f'test {m}' for m in METRICS] + [
-                  'epochs', 's/epoch']
+                  'epochs', 's/epoch'] + [k.replace('_', ' ')
+                                          for k in STATS]
     cells = []
     for row in rows:
         mv, sv = _ms(row.values('valid', 'ndcg@20'))
@@ -220,6 +227,12 @@ def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
                                                              [])]
         line.append(f'{statistics.fmean(epochs):.0f}')
         line.append(f'{statistics.median(secs):.2f}' if secs else '-')
+        for k in STATS:  # the sampler's own bookkeeping, mean over runs
+            vals = [r.metrics.get('sampler_stats', {}).get(k)
+                    for r in row.runs]
+            vals = [v for v in vals if v is not None]
+            line.append(f'{100 * statistics.fmean(vals):.2f}%' if vals
+                        else '-')
         cells.append(line)
     return header, cells
 

@@ -543,9 +543,18 @@ def test_choose_never_draws_zero_probability_columns():
     assert torch.allclose(freq / 20000., row[0], atol=0.02)
 
 
-def test_policy_gradient_fraction_one_matches_full_batch(tiny):
+@pytest.mark.parametrize('entropy_weight', [0.0, 0.1])
+@pytest.mark.parametrize('prune_random', [False, True])
+@pytest.mark.parametrize('softmax_backend', ['pyg', 'dense'])
+def test_policy_gradient_fraction_one_matches_full_batch(
+        tiny, entropy_weight, prune_random, softmax_backend):
+    """The gradient an update accumulates in the cached representations
+    (closed form without entropy bonus, autograd with it) equals autograd
+    of the REINFORCE loss recomputed from scratch."""
     users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
-    s, model = build(tiny, refresh_interval=4, pg_fraction=1.0)
+    s, model = build(tiny, refresh_interval=4, pg_fraction=1.0,
+                     entropy_weight=entropy_weight, prune_random=prune_random,
+                     softmax_backend=softmax_backend, num_random=3)
     torch.manual_seed(5)
     out = s.sample(users, pos, 2)
     reward = s.reward(users, pos, out.proposals)
@@ -553,14 +562,13 @@ def test_policy_gradient_fraction_one_matches_full_batch(tiny):
     s.update(users, pos, out)  # first batch: baseline = mean return
     adv = G - G.mean(dim=(0, 1))
     h = s._h.detach().clone().requires_grad_()
-    ref = -(adv * s.step_log_prob(out, h)).sum(-1).mean() / 4
+    lp, ent = s._rollout_log_prob(out.rollout, h, with_entropy=True)
+    assert torch.allclose(lp.t().reshape(3, 2, -1), s.step_log_prob(out, h))
+    ref = -(adv * s.step_log_prob(out, h)).sum(-1).mean()
+    ref = (ref - entropy_weight * ent.sum(0).mean()) / 4
     ref.backward()
-    # the update's gradient sits in the leaf representations and keys
-    got = s._h.grad.clone()
-    hk = s._h.detach().clone().requires_grad_()
-    (nn.attention_keys(hk) * s._keys_leaf.grad).sum().backward()
-    got = got + hk.grad
-    assert torch.allclose(got, h.grad, atol=1e-6)
+    assert (s._grad_h is not None) == (entropy_weight == 0)
+    assert torch.allclose(s._pending_h_grad(), h.grad, atol=1e-6)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -648,3 +656,41 @@ def test_entropy_bonus_changes_the_policy_step(tiny):
     assert any(not torch.allclose(a, b) for a, b in zip(base, bonus))
     with pytest.raises(ValueError, match=r"'entropy_weight' must be a non-n"):
         build(tiny, entropy_weight=-1.0)
+
+
+@pytest.mark.parametrize('rows', [1, 6])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_closed_form_gradients_match_autograd(rows, seed):
+    """The closed-form pieces of the policy gradient (logits -> queries and
+    keys -> representations) against autograd on a dense reference."""
+    g = torch.Generator().manual_seed(seed)
+    N, d, C = 9, 4, 3
+    h = torch.randn(N, d, generator=g, requires_grad=True)
+    users = torch.randint(N, (rows, ), generator=g)
+    src = torch.randint(N, (rows, ), generator=g)
+    cand = torch.randint(N, (rows, C), generator=g)
+    cand[0, -1] = -1  # padding
+    valid = cand >= 0
+    choice = torch.randint(C - 1, (rows, ), generator=g)
+    choice[-1] = -1 if rows > 1 else choice[-1]
+    coef = torch.randn(rows, generator=g)
+    # dense reference: -sum_r coef_r log softmax(logits_r)[choice_r]
+    logits = nn.attention_logits(h, users, src, cand, 0.2)
+    logp = torch.log_softmax(logits.masked_fill(~valid, -float('inf')), 1)
+    lp = logp.gather(1, choice.clamp(min=0).view(-1, 1)).view(-1)
+    loss = -(coef * torch.where(choice >= 0, lp, torch.zeros_like(lp))).sum()
+    loss.backward()
+    # closed form
+    hd = h.detach()
+    prob = logp.detach().exp().masked_fill(~valid, 0.0)
+    grad_logits = nn.logit_grad(prob, choice, coef)
+    assert (grad_logits[~valid] == 0).all()
+    keys = nn.attention_keys(hd)
+    q = nn.attention_query(hd[users], hd[src], 0.2)
+    d_user, d_src = nn.attention_query_backward(
+        hd[users], hd[src], nn.pair_matmul(cand, grad_logits, keys), 0.2)
+    got = torch.zeros_like(hd).index_add_(0, torch.cat([users, src]),
+                                          torch.cat([d_user, d_src]))
+    got += nn.attention_keys_backward(
+        hd, nn.pair_matmul_t(cand, grad_logits, q, N))
+    assert torch.allclose(got, h.grad, atol=1e-5)

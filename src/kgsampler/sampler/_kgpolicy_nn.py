@@ -550,3 +550,86 @@ def in_history(cand: Tensor, history: Optional[Tensor]) -> Tensor:
     if history is None or history.numel() == 0:
         return torch.zeros_like(cand, dtype=torch.bool)
     return (cand.unsqueeze(-1) == history.unsqueeze(1)).any(-1)
+
+
+def attention_query_backward(h_user: Tensor, h_src: Tensor, grad: Tensor,
+                             negative_slope: float = 0.2
+                             ) -> Tuple[Tensor, Tensor]:
+    r"""Gradients of :func:`attention_query` with respect to
+    :obj:`h_user` and :obj:`h_src` given the gradient :obj:`grad` of its
+    output, in closed form (no autograd graph). With
+    :math:`\mathbf{g} = [\mathbf{A}, \mathbf{B}]` and :math:`s = h_{src}`:
+    :math:`\partial h_u = \mathbf{A} \odot (a s + (1 - a) s^+) +
+    \mathbf{B} \odot ((1 - a) s^- - a s)` and :math:`\partial s = h_u \odot
+    (\mathbf{A} \odot (a + (1 - a) [s > 0]) - \mathbf{B} \odot (a + (1 - a)
+    [s < 0]))`.
+
+    Shapes: **h_user, h_src** :math:`(R, d)`, **grad** :math:`(R, 2d)`,
+    outputs :math:`(R, d)` each."""
+    a = negative_slope
+    A, B = grad.chunk(2, dim=1)
+    d_user = A * (a * h_src + (1 - a) * F.relu(h_src)) + \
+        B * ((1 - a) * F.relu(-h_src) - a * h_src)
+    d_src = h_user * (A * (a + (1 - a) * (h_src > 0).to(A.dtype)) -
+                      B * (a + (1 - a) * (h_src < 0).to(B.dtype)))
+    return d_user, d_src
+
+
+def attention_keys_backward(h: Tensor, grad: Tensor) -> Tensor:
+    r"""Gradient of :func:`attention_keys` with respect to :obj:`h` given
+    the gradient :obj:`grad` of the keys (closed form).
+
+    Shapes: **h** :math:`(N, d)`, **grad** :math:`(N, 2d)`, output
+    :math:`(N, d)`."""
+    A, B = grad.chunk(2, dim=1)
+    return A * (h > 0).to(A.dtype) - B * (h < 0).to(B.dtype)
+
+
+def logit_grad(prob: Tensor, choice: Tensor, coef: Tensor) -> Tensor:
+    r"""Gradient of :math:`-c_r \log p_r(\text{choice}_r)` with respect to
+    the logits of a row-wise softmax, :math:`c_r (p - \mathrm{onehot})`
+    (0 on rows without a choice, :obj:`-1`).
+
+    Shapes: **prob** :math:`(R, C)`, **choice, coef** :math:`(R)`, output
+    :math:`(R, C)`."""
+    g = prob.clone()
+    has = (choice >= 0).to(g.dtype)
+    g.scatter_add_(1, choice.clamp(min=0).view(-1, 1), -has.view(-1, 1))
+    return g * (coef * has).view(-1, 1)
+
+
+def pair_matmul(cand: Tensor, values: Tensor, dense: Tensor) -> Tensor:
+    r""":math:`\mathbf{Y}_r = \sum_c \mathrm{values}_{rc}\,
+    \mathrm{dense}_{\mathrm{cand}_{rc}}`: one sparse-dense product over the
+    fixed :obj:`(R, C)` pattern (padding :obj:`-1` must carry value 0).
+
+    Shapes: **cand, values** :math:`(R, C)`, **dense** :math:`(N, D)`,
+    output :math:`(R, D)`."""
+    R, C = cand.shape
+    crow = torch.arange(0, R * C + 1, max(C, 1), device=cand.device)
+    if C == 0:
+        crow = torch.zeros(R + 1, dtype=torch.long, device=cand.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        A = torch.sparse_csr_tensor(crow, cand.clamp(min=0).reshape(-1),
+                                    values.reshape(-1).to(dense.dtype),
+                                    (R, dense.size(0)))
+        return A @ dense
+
+
+def pair_matmul_t(cand: Tensor, values: Tensor, dense: Tensor,
+                  num_nodes: int) -> Tensor:
+    r"""The transposed product, :math:`\mathbf{Z}_n = \sum_{(r, c):
+    \mathrm{cand}_{rc} = n} \mathrm{values}_{rc}\,\mathrm{dense}_r` (padding
+    :obj:`-1` must carry value 0).
+
+    Shapes: **cand, values** :math:`(R, C)`, **dense** :math:`(R, D)`,
+    output :math:`(N, D)`."""
+    R, C = cand.shape
+    keep = values.reshape(-1) != 0
+    row = torch.arange(R, device=cand.device).repeat_interleave(C)[keep]
+    col = cand.reshape(-1)[keep]
+    A = torch.sparse_coo_tensor(torch.stack([col, row]),
+                                values.reshape(-1)[keep].to(dense.dtype),
+                                (num_nodes, R))
+    return torch.sparse.mm(A, dense)

@@ -1,0 +1,132 @@
+"""Speed table (issue 4, table 6): for each dataset and sampler, the MF
+training-epoch wall time, the sampler's throughput (sampling only), the peak
+memory, the full-ranking evaluation time and the KGPolicy/DNS epoch ratio;
+KGPolicy also without the torch-scatter / torch-sparse fast paths.
+
+    python benchmarks/bench_speed.py                       # ml-1m, amazon-book
+    python benchmarks/bench_speed.py --datasets ml-1m --epochs 2
+
+Every (dataset, sampler) runs in its own process (one thread unless
+--threads), so that its peak resident memory (``ru_maxrss``) is its own:
+"peak RSS" is the whole process (Python, torch, the dataset, the model, the
+sampler's tables), "+train" the growth from the moment the dataset was
+loaded. Epoch time: one warm-up epoch, then the minimum over --epochs
+(evaluation excluded; KGPolicy from a fresh MF, co-training included).
+Budget: --epochs timed epochs (default 1) per sampler and dataset.
+"""
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+from _common import dataset_dir, header
+
+SAMPLERS = ['rns', 'pns', 'dns', 'kgpolicy', 'kgpolicy-noext']
+
+
+def rss_mb() -> float:
+    # ru_maxrss is in KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    with open('/proc/self/statm') as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def worker(args) -> None:
+    from kgsampler import DNS, MF, PNS, RNS, KGPolicy, KGRecDataset, Trainer
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    ds = KGRecDataset.from_kgat(dataset_dir(args.dataset))
+    base = current_rss_mb()
+    model = MF(ds.num_users, ds.num_items, 64)
+    name = args.sampler
+    if name == 'rns':
+        sampler = RNS(ds.train_pos)
+    elif name == 'pns':
+        sampler = PNS(ds.train_pos)
+    elif name == 'dns':
+        sampler = DNS(ds.train_pos, num_candidates=8)
+    else:
+        kw = ({'softmax_backend': 'pyg', 'aggr_backend': 'csr'}
+              if name == 'kgpolicy-noext' else {})
+        sampler = KGPolicy.from_dataset(ds, **kw)
+    trainer = Trainer(model, sampler, ds, batch_size=1024, progress=False,
+                      track_dynamics=False)
+    trainer.train_epoch(1)  # warm-up (KGPolicy: first representations)
+    times = []
+    for e in range(args.epochs):
+        t0 = time.perf_counter()
+        trainer.train_epoch(2 + e)
+        times.append(time.perf_counter() - t0)
+    # throughput: sampling only, 50 batches of 1024 training pairs
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(ds.train_pos.nnz, (50, 1024), generator=g)
+    users_all, items_all = ds.train_pos.row_ids(), ds.train_pos.indices
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for i in idx:
+            sampler.sample(users_all[i], items_all[i])
+        tput = idx.numel() / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    trainer.evaluate('test')
+    ev = time.perf_counter() - t0
+    extra = {}
+    if isinstance(sampler, KGPolicy):
+        extra = {'softmax': sampler.softmax_backend,
+                 'aggregation': sampler.encoder.aggr_backend}
+    print(json.dumps({'epoch': min(times), 'throughput': tput,
+                      'peak_rss': rss_mb(), 'train_rss': rss_mb() - base,
+                      'evaluate': ev, **extra}))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--datasets', nargs='+', default=['ml-1m', 'amazon-book'])
+    p.add_argument('--samplers', nargs='+', default=SAMPLERS,
+                   choices=SAMPLERS)
+    p.add_argument('--epochs', type=int, default=1)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--worker', nargs=2, metavar=('DATASET', 'SAMPLER'),
+                   help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        args.dataset, args.sampler = args.worker
+        return worker(args)
+    torch.set_num_threads(args.threads)
+    header(f'speed per sampler (MF, batch 1024, {args.epochs} timed '
+           f'epoch(s) after one warm-up, {args.threads} thread(s))')
+    print(f'{"dataset":12s} {"sampler":16s} {"s/epoch":>8s} '
+          f'{"x DNS":>6s} {"negatives/s":>12s} {"peak RSS":>9s} '
+          f'{"+train":>8s} {"eval s":>7s}  notes')
+    for d in args.datasets:
+        rows = {}
+        for s in args.samplers:
+            out = subprocess.run(
+                [sys.executable, __file__, '--worker', d, s, '--epochs',
+                 str(args.epochs), '--threads', str(args.threads)],
+                capture_output=True, text=True)
+            if out.returncode != 0:
+                print(f'{d:12s} {s:16s} failed: '
+                      f'{out.stderr.strip().splitlines()[-1:]}')
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            rows[s] = r
+            ratio = (f'{r["epoch"] / rows["dns"]["epoch"]:6.2f}'
+                     if 'dns' in rows else f'{"-":>6s}')
+            notes = (f'softmax={r["softmax"]}, aggregation='
+                     f'{r["aggregation"]}' if 'softmax' in r else '')
+            print(f'{d:12s} {s:16s} {r["epoch"]:8.2f} {ratio} '
+                  f'{r["throughput"]:12,.0f} {r["peak_rss"]:7.0f}MB '
+                  f'{r["train_rss"]:6.0f}MB {r["evaluate"]:7.2f}  {notes}',
+                  flush=True)
+
+
+if __name__ == '__main__':
+    main()
