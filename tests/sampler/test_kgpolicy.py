@@ -694,3 +694,31 @@ def test_closed_form_gradients_match_autograd(rows, seed):
     got += nn.attention_keys_backward(
         hd, nn.pair_matmul_t(cand, grad_logits, q, N))
     assert torch.allclose(got, h.grad, atol=1e-5)
+
+
+def test_policy_gradient_accumulates_over_batches(tiny):
+    """Two batches before an update: the pending gradient is the sum of
+    both batches' REINFORCE gradients (each with the baseline it saw), and
+    the update then moves the encoder."""
+    s, _ = build(tiny, refresh_interval=4, pg_fraction=1.0)
+    torch.manual_seed(3)
+    h = s.representations().detach().clone().requires_grad_()
+    total = 0.
+    batches = [(torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])),
+               (torch.tensor([1, 0]), torch.tensor([2, 1]))]
+    for users, pos in batches:
+        out = s.sample(users, pos, 2)
+        G = s.returns(s.reward(users, pos, out.proposals))
+        base = G.mean(dim=(0, 1)) if not bool(s.baseline_ready) else \
+            s.baseline.clone()
+        s.update(users, pos, out)
+        total = total - ((G - base) * s.step_log_prob(out, h)).sum(
+            -1).mean() / 4
+    total.backward()
+    assert s._num_pending == 2
+    assert torch.allclose(s._pending_h_grad(), h.grad, atol=1e-6)
+    before = [p.detach().clone() for p in s.encoder.parameters()]
+    s.flush()
+    assert s._num_pending == 0 and s._grad_h is None
+    assert any(not torch.equal(a, b) for a, b in
+               zip(before, s.encoder.parameters()))

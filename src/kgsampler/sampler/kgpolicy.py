@@ -396,7 +396,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         self._keys = None  # attention keys of self._h (no autograd graph)
         self._keys_leaf = None  # the same as a leaf collecting gradients
         self._grad_h = None  # closed-form policy gradient w.r.t. self._h
-        self._grad_keys = None  # ... and w.r.t. self._keys
+        self._grad_keys = None  # ... and w.r.t. self._keys, as (pairs, q)
         self._version = getattr(self, '_version', 0) + 1
 
     def representations(self) -> Tensor:
@@ -779,10 +779,13 @@ class KGPolicy(Sampler, torch.nn.Module):
             h_user, h_src, nn.pair_matmul(cand, g, self._keys), a)
         if self._grad_h is None:
             self._grad_h = torch.zeros_like(h)
-            self._grad_keys = torch.zeros_like(self._keys)
+            self._grad_keys = []
         self._grad_h.index_add_(0, torch.cat([users.repeat(2 * T), src]),
                                 torch.cat([d_user, d_src]))
-        self._grad_keys += nn.pair_matmul_t(cand, g, q, h.size(0))
+        # the keys' gradient is a [N, 2d] product: kept as its pairs and
+        # formed once per update (a dense [N, 2d] a batch costs more than
+        # the rest of the update on large graphs)
+        self._grad_keys.append((cand, g, q))
         return float(loss)
 
     def _pending_h_grad(self) -> Optional[Tensor]:
@@ -795,8 +798,13 @@ class KGPolicy(Sampler, torch.nn.Module):
         h = self._h.detach()
         total = None
         if self._grad_h is not None:
+            C = max(c.size(1) for c, _, _ in self._grad_keys)
+            pad = lambda x, v: F.pad(x, (0, C - x.size(1)), value=v)
+            cand = torch.cat([pad(c, -1) for c, _, _ in self._grad_keys])
+            g = torch.cat([pad(g, 0.) for _, g, _ in self._grad_keys])
+            q = torch.cat([q for _, _, q in self._grad_keys])
             total = self._grad_h + nn.attention_keys_backward(
-                h, self._grad_keys)
+                h, nn.pair_matmul_t(cand, g, q, h.size(0)))
         grad = self._h.grad if self._h.requires_grad else None
         if grad is not None:
             total = grad if total is None else total + grad
