@@ -1,6 +1,8 @@
 """What KGPolicy's negatives look like and what they do to a warm-started MF,
 per reward variant, next to DNS: a few co-training epochs on ml-1m from the
 same RNS-pretrained MF (validation split only; the test split is not read).
+Every KGPolicy variant starts from BASE below, the sampler's defaults when the
+committed results (benchmarks/results/kgpolicy_probe*.txt) were measured.
 
     python benchmarks/probe_kgpolicy_rewards.py [--dataset ml-1m] [--epochs 3]
 
@@ -18,6 +20,11 @@ import torch
 
 from _common import dataset_dir, header
 from kgsampler import DNS, MF, RNS, KGPolicy, KGRecDataset, Trainer
+
+#: The settings the committed results were measured with (the sampler's
+#: defaults then): user hops, a refresh every 16 batches, every walk in the
+#: policy gradient. Every variant starts from these.
+BASE = {'user_hops': True, 'refresh_interval': 16, 'pg_fraction': 1.0}
 
 VARIANTS = [
     ('DNS-8', None),
@@ -61,7 +68,7 @@ def main():
                          ('KGPolicy untrained, no user hops',
                           {'user_hops': False})):
             torch.manual_seed(args.seed)
-            sampler = KGPolicy.from_dataset(ds, scorer=mf, **kw)
+            sampler = KGPolicy.from_dataset(ds, scorer=mf, **{**BASE, **kw})
             idx = torch.randint(ds.train_pos.nnz, (50000, ))
             u = ds.train_pos.row_ids()[idx]
             n = sampler.sample(u, ds.train_pos.indices[idx]).neg_items[:, 0]
@@ -76,7 +83,7 @@ def main():
         torch.manual_seed(args.seed)
         mf.load_state_dict(start)
         sampler = (DNS(ds.train_pos, scorer=mf) if kw is None else
-                   KGPolicy.from_dataset(ds, scorer=mf, **kw))
+                   KGPolicy.from_dataset(ds, scorer=mf, **{**BASE, **kw}))
         trainer = Trainer(mf, sampler, ds, lr=args.lr, progress=False)
         seen_u, seen_n = [], []
         sample = sampler.sample

@@ -243,10 +243,38 @@ def markdown(header: List[str], cells: List[List[str]]) -> str:
     return '\n'.join(out)
 
 
+def sparsity_table(rows: List[Row]) -> str:
+    """Markdown table of test NDCG@20 per user-sparsity group (columns)
+    for each row (sampler), mean ± std over its runs; empty if no run has
+    :obj:`test_by_sparsity`."""
+    groups = None
+    lines = []
+    for row in rows:
+        gs = [r.metrics.get('test_by_sparsity', []) for r in row.runs]
+        n = min((len(g) for g in gs), default=0)
+        if n == 0:
+            continue
+        if groups is None:
+            groups = [f"{gs[0][i]['min_interactions']}-"
+                      f"{gs[0][i]['max_interactions']}" for i in range(n)]
+        cells = []
+        for i in range(min(n, len(groups))):
+            m, sd = _ms([g[i]['ndcg@20'] for g in gs])
+            cells.append(f'{m:.4f} ± {sd:.4f}')
+        lines.append(f'| {row.sampler} ({row.recommender}) | {len(gs)} | ' +
+                     ' | '.join(cells) + ' |')
+    if groups is None:
+        return ''
+    head = ('| sampler | n | ' + ' | '.join(groups) + ' |\n|' +
+            '---|' * (len(groups) + 2))
+    return head + '\n' + '\n'.join(lines)
+
+
 def plot(rows: List[Row], out_dir: Path) -> List[Path]:
     """Writes :obj:`dynamics.png` (per-epoch gradient magnitude and
     false-negative rate, mean over seeds, one line per sampler) and
-    :obj:`sparsity.png` (test NDCG@20 per user-sparsity group) for each
+    :obj:`sparsity.png` (test NDCG@20 per user-sparsity group, with the same
+    numbers as a Markdown table in :obj:`sparsity_<dataset>.md`) for each
     dataset into :obj:`out_dir`; returns the files written. Needs
     :mod:`matplotlib` (the :obj:`plot` extra)."""
     try:
@@ -304,6 +332,13 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
         ax.set(title=f'{ds}: test NDCG@20 by training interactions per user',
                xlabel='user group (training interactions)', ylabel='NDCG@20')
         finish(fig, [ax], f'sparsity_{ds}.png')
+        table = sparsity_table(rs)
+        if table:
+            path = out_dir / f'sparsity_{ds}.md'
+            path.write_text(f'# {ds}: test NDCG@20 per user group (training '
+                            f'interactions), mean ± std over seeds\n\n'
+                            f'{table}\n')
+            written.append(path)
     return written
 
 
@@ -325,7 +360,7 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
                    help='sampler to test against (paired t-test by seed)')
     p.add_argument('--plots', type=Path, default=None,
                    help='write dynamics_<dataset>.png and '
-                   'sparsity_<dataset>.png into this folder')
+                   'sparsity_<dataset>.png (and .md) into this folder')
     p.add_argument('--out', type=Path, default=None,
                    help='write OUT.md and OUT.csv (default: report.md/.csv '
                    'in the first folder)')
