@@ -722,3 +722,20 @@ def test_policy_gradient_accumulates_over_batches(tiny):
     assert s._num_pending == 0 and s._grad_h is None
     assert any(not torch.equal(a, b) for a, b in
                zip(before, s.encoder.parameters()))
+
+
+def test_update_after_sampling_without_grad_matches(tiny):
+    """Walks sampled under torch.no_grad() get the same policy step (the
+    encoder is run again with its graph at the update)."""
+    users, pos = torch.tensor([0, 1, 2, 1]), torch.tensor([0, 2, 3, 2])
+    params = []
+    for grad in (True, False):
+        s, _ = build(tiny, refresh_interval=1, pg_fraction=1.0)
+        torch.manual_seed(7)
+        with torch.set_grad_enabled(grad):
+            out = s.sample(users, pos, 2)
+        s.update(users, pos, out)  # refresh_interval=1: steps now
+        assert s.stats['num_updates'] == 1
+        params.append([p.detach().clone() for p in s.encoder.parameters()])
+    for a, b in zip(*params):
+        assert torch.allclose(a, b, atol=1e-6)
