@@ -2,7 +2,7 @@
 # amazon-book under a fixed epoch budget (one seed; an MF epoch alone takes ~16 s here, dense Adam
 # over 95K embeddings): RNS and DNS-8 from scratch for 30 epochs; DNS-8 and KGPolicy co-trained for
 # 10 epochs from the 30-epoch RNS warm start (cached); evaluated every 5 epochs, the best of those
-# on validation reported. About 45 min on one core. Then:
+# on validation reported. About 35 min on one core. Then:
 #   kgsampler-report multirun/amazon --baseline rns
 set -euo pipefail
 TRAIN=${TRAIN:-.venv/bin/kgsampler-train}

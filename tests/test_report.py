@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from kgsampler.report import _betainc, build_rows, load_runs, paired_t_test, \
-    report
+from kgsampler.report import _betainc, build_rows, filter_runs, load_runs, \
+    paired_t_test, report
 
 
 @pytest.mark.parametrize('t', [0.3, 1.0, 2.5, 10.0])
@@ -127,3 +127,20 @@ def test_plots(sweep, tmp_path):
     table = (tmp_path / 'fig' / 'sparsity_toy.md').read_text()
     assert '| sampler | n | 1-2 | 2-3 |' in table
     assert '| rns (mf) | 3 | 0.2100 ± 0.0100 | 0.2100 ± 0.0100 |' in table
+
+
+def test_where_keeps_matching_and_unset_runs(sweep, tmp_path):
+    # one more run that does not set trainer.lr at all
+    d = tmp_path / 'e0'
+    write_run(tmp_path, 'e0', 'pns', 1, 0.05, 0.05)
+    (d / '.hydra' / 'overrides.yaml').write_text('- sampler=pns\n- seed=1\n')
+    runs = filter_runs(load_runs([sweep]), ['trainer.lr=0.005'])
+    assert {(r.metrics['sampler'], r.overrides.get('trainer.lr'))
+            for r in runs} == {('rns', '0.005'), ('dns', '0.005'),
+                               ('pns', None)}
+    assert len(runs) == 7
+    table = report([str(sweep), '--where', 'trainer.lr=0.005', '--out',
+                    str(tmp_path / 'w')])
+    assert '0.3000 ± 0.0000' in table  # rns at lr 0.005 only
+    with pytest.raises(SystemExit, match='KEY=VALUE'):
+        report([str(sweep), '--where', 'trainer.lr'])

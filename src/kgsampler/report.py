@@ -243,6 +243,20 @@ def markdown(header: List[str], cells: List[List[str]]) -> str:
     return '\n'.join(out)
 
 
+def filter_runs(runs: List[Run], where: Sequence[str]) -> List[Run]:
+    """Drops the runs that override a :obj:`KEY=VALUE` condition's key with
+    another value (runs that leave the key at its default are kept)."""
+    conds = []
+    for w in where:
+        key, sep, value = w.partition('=')
+        if not sep or not key:
+            raise SystemExit(f"kgsampler-report: --where needs KEY=VALUE "
+                             f"(got {w!r})")
+        conds.append((key, value))
+    return [r for r in runs if all(r.overrides.get(k, v) == v
+                                   for k, v in conds)]
+
+
 def sparsity_table(rows: List[Row]) -> str:
     """Markdown table of test NDCG@20 per user-sparsity group (columns)
     for each row (sampler), mean ± std over its runs; empty if no run has
@@ -361,6 +375,10 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
     p.add_argument('--plots', type=Path, default=None,
                    help='write dynamics_<dataset>.png and '
                    'sparsity_<dataset>.png (and .md) into this folder')
+    p.add_argument('--where', nargs='*', default=[], metavar='KEY=VALUE',
+                   help='drop runs that override KEY with another value '
+                   '(runs that do not set KEY are kept), e.g. '
+                   'sampler.steps=2')
     p.add_argument('--out', type=Path, default=None,
                    help='write OUT.md and OUT.csv (default: report.md/.csv '
                    'in the first folder)')
@@ -369,6 +387,7 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
     if not runs:
         raise SystemExit(f'kgsampler-report: no metrics.json below '
                          f'{", ".join(map(str, args.dirs))}')
+    runs = filter_runs(runs, args.where)
     rows = build_rows(runs, args.select, args.monitor, args.baseline,
                       args.all)
     header, cells = to_table(rows)
