@@ -13,16 +13,9 @@
 # (sampler.user_hops=false, better on validation on both datasets). T=2, w_p=w_s=1, n2=16 is
 # the shared reference point: it runs once, in the steps sweep.
 set -euo pipefail
-TRAIN=${TRAIN:-.venv/bin/kgsampler-train}
 name=${1:?usage: ablations.sh lastfm|ml-1m}
-seeds=${SEEDS:-1,2,3}
 out=multirun/ablation/$name
-export KGSAMPLER_CACHE=${KGSAMPLER_CACHE:-multirun/ablation/cache}
-case $name in
-  lastfm) data="pretrain.lr=5e-3 pretrain.weight_decay=1e-5 trainer.lr=1e-3 trainer.weight_decay=1e-5" ;;
-  ml-1m) data="pretrain.lr=1e-3 trainer.lr=2e-4" ;;
-  *) echo "unknown dataset $name" >&2; exit 2 ;;
-esac
+source "$(dirname "$0")/_kgpolicy_settings.sh"
 common="dataset=kgat dataset.path=../shared/datasets/$name $data sampler.user_hops=false
   trainer.patience=10 trainer.max_epochs=400 seed=$seeds"
 $TRAIN -m +experiment=kgpolicy_steps $common hydra.sweep.dir=$out/steps

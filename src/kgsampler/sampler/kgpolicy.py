@@ -44,6 +44,17 @@ class KGPolicyRollout:
     prob1: Optional[Tensor] = None
     prob2: Optional[Tensor] = None
 
+    def select(self, rows: Optional[Tensor]) -> 'KGPolicyRollout':
+        r"""The walks :obj:`rows` only (all if :obj:`None`)."""
+        if rows is None:
+            return self
+        col = lambda x: None if x is None else x[:, rows]
+        return KGPolicyRollout(
+            self.users[rows], col(self.src1), col(self.cand1),
+            col(self.choice1), col(self.src2), col(self.cand2),
+            col(self.choice2), self.version, col(self.prob1),
+            col(self.prob2))
+
 
 @dataclass
 class KGPolicyOutput(SamplerOutput):
@@ -577,14 +588,9 @@ class KGPolicy(Sampler, torch.nn.Module):
         candidate) pairs of both hops of all steps, one scatter softmax.
         With :obj:`with_entropy`, also the policy's entropy :math:`(T, R')`
         (both hops)."""
+        r = r.select(rows)
         users, src1, cand1, choice1 = r.users, r.src1, r.cand1, r.choice1
         src2, cand2, choice2 = r.src2, r.cand2, r.choice2
-        if rows is not None:
-            users = users[rows]
-            src1, cand1, choice1 = src1[:, rows], cand1[:, rows], \
-                choice1[:, rows]
-            src2, cand2, choice2 = src2[:, rows], cand2[:, rows], \
-                choice2[:, rows]
         T, m = src1.shape
         if keys is None:
             keys = nn.attention_keys(h)
@@ -748,15 +754,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         attention_query_backward`). Exactly the gradient of
         :meth:`_pg_loss` (tested). Returns the loss value."""
         h, a = self._h.detach(), self.negative_slope
+        r = r.select(rows)
         users, src1, cand1, choice1, prob1 = (r.users, r.src1, r.cand1,
                                               r.choice1, r.prob1)
         src2, cand2, choice2, prob2 = r.src2, r.cand2, r.choice2, r.prob2
-        if rows is not None:
-            users = users[rows]
-            src1, cand1, choice1, prob1 = (src1[:, rows], cand1[:, rows],
-                                           choice1[:, rows], prob1[:, rows])
-            src2, cand2, choice2, prob2 = (src2[:, rows], cand2[:, rows],
-                                           choice2[:, rows], prob2[:, rows])
         T, m = src1.shape
         coef = (adv.t().to(h.dtype) * (scale / m)).reshape(-1)  # t * m + r
         C = max(cand1.size(-1), cand2.size(-1))
@@ -822,13 +823,13 @@ class KGPolicy(Sampler, torch.nn.Module):
         with torch.enable_grad():
             terms = []
             total = self._pending_h_grad()
-            if total is not None:
+            h = None
+            if total is not None or self._buffer:  # with the encoder's graph
                 h = self._h_grad if self._h_grad is not None else \
                     self.encoder()
+            if total is not None:
                 terms.append((h * total).sum())
             if self._buffer:
-                h = self._h_grad if self._h_grad is not None else \
-                    self.encoder()
                 for r, adv, rows in self._buffer:
                     loss = self._pg_loss(r, h, rows, adv)
                     self._pending_loss += float(loss.detach()) * scale
