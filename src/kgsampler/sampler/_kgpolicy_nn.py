@@ -606,9 +606,7 @@ def pair_matmul(cand: Tensor, values: Tensor, dense: Tensor) -> Tensor:
     Shapes: **cand, values** :math:`(R, C)`, **dense** :math:`(N, D)`,
     output :math:`(R, D)`."""
     R, C = cand.shape
-    crow = torch.arange(0, R * C + 1, max(C, 1), device=cand.device)
-    if C == 0:
-        crow = torch.zeros(R + 1, dtype=torch.long, device=cand.device)
+    crow = torch.arange(R + 1, device=cand.device) * C
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
         A = torch.sparse_csr_tensor(crow, cand.clamp(min=0).reshape(-1),
