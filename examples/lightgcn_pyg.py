@@ -85,7 +85,7 @@ def main():
             optimizer.step()
             if sampler.learnable:  # KGPolicy's step, recommender frozen
                 sampler.update(users, pos, out)
-            total += float(loss) * users.numel()
+            total += float(loss.detach()) * users.numel()
         model.eval()
         with torch.no_grad():
             emb = model.get_embedding(edge_index)
