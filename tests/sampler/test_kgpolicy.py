@@ -622,6 +622,12 @@ def test_centered_reward_subtracts_the_mean_over_random_users(tiny):
                        torch.zeros(proposals.shape))
     with pytest.raises(TypeError, match=r"'center_reward' must be a bool"):
         build(tiny, center_reward=1)
+    # capped: f(u, i) - |f(u, i) - f(u, e)| with f(u, i) = 0 and 2
+    s.center_reward, s.cap_reward = False, True
+    assert torch.equal(s.reward(users, pos, proposals),
+                       torch.tensor([[[-1., -3.]], [[0., 2.]]]))
+    with pytest.raises(TypeError, match=r"'cap_reward' must be a bool"):
+        build(tiny, cap_reward=1)
 
 
 @pytest.mark.parametrize('backend', softmax_backends())

@@ -158,6 +158,11 @@ class KGPolicy(Sampler, torch.nn.Module):
             - \overline{f}(\cdot, e_t)`, so that an item is not rewarded for
             being popular (scored high by everyone). Not in the paper; see
             the README for why. (default: :obj:`False`)
+        cap_reward (bool, optional): Replace the prediction reward by
+            :math:`f(u, i) - |f(u, i) - f(u, e_t)|`: highest for proposals
+            scored like the positive :math:`i`, lower for those scored above
+            it (likely items the user would like: false negatives). Not in
+            the paper; see the README. (default: :obj:`False`)
         entropy_weight (float, optional): Weight of an entropy bonus on both
             hops' attention in the policy loss, against the policy's collapse
             onto a few items. Not in the paper. (default: :obj:`0.0`)
@@ -207,7 +212,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                  steps: int = 2, n1: int = 64, n2: int = 16,
                  num_random: int = 8, prune_random: bool = False,
                  user_hops: bool = False, center_reward: bool = False,
-                 entropy_weight: float = 0.0,
+                 cap_reward: bool = False, entropy_weight: float = 0.0,
                  w_p: float = 1.0, w_s: float = 1.0, gamma: float = 0.99,
                  baseline_decay: float = 0.9, lr: float = 1e-3,
                  weight_decay: float = 0.0, embedding_dim: int = 64,
@@ -236,6 +241,10 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise TypeError(f"KGPolicy: 'center_reward' must be a bool "
                             f"(got {center_reward!r})")
         self.center_reward = center_reward
+        if not isinstance(cap_reward, bool):
+            raise TypeError(f"KGPolicy: 'cap_reward' must be a bool "
+                            f"(got {cap_reward!r})")
+        self.cap_reward = cap_reward
         if isinstance(entropy_weight, bool) or not isinstance(
                 entropy_weight, (int, float)) or entropy_weight < 0:
             raise ValueError(f"KGPolicy: 'entropy_weight' must be a "
@@ -665,7 +674,8 @@ class KGPolicy(Sampler, torch.nn.Module):
                proposals: Tensor) -> Tensor:
         r"""Per-step rewards :math:`w_p f(u, e_t) + w_s g(i, e_t)` from the
         recommender (no gradient; :math:`f` centred over random users when
-        :obj:`center_reward`).
+        :obj:`center_reward`, then capped at the positive's score when
+        :obj:`cap_reward`).
 
         Shapes: **users, pos_items** :math:`(B)`, **proposals**
         :math:`(B, N, T)`, output :math:`(B, N, T)`."""
@@ -679,6 +689,10 @@ class KGPolicy(Sampler, torch.nn.Module):
                                     device=flat.device)
                 f = f - self.scorer.score(ref, flat.repeat_interleave(
                     8, 0)).float().view(B, 8, -1).mean(1)
+            if self.cap_reward:
+                f_pos = self.scorer.score(users, pos_items.view(-1, 1))
+                f_pos = f_pos.float()
+                f = f_pos - (f_pos - f).abs()
             r = r + self.w_p * f
         if self.w_s != 0:
             r = r + self.w_s * self.scorer.similarity(pos_items, flat).float()
