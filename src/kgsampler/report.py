@@ -257,6 +257,17 @@ def filter_runs(runs: List[Run], where: Sequence[str]) -> List[Run]:
                                    for k, v in conds)]
 
 
+def _sparsity(row: Row) -> Tuple[List[str], List[List[float]]]:
+    """A row's user-sparsity groups: their labels (``min-max`` training
+    interactions) and, per group, the test NDCG@20 of each run (groups that
+    every run has)."""
+    gs = [r.metrics.get('test_by_sparsity', []) for r in row.runs]
+    n = min((len(g) for g in gs), default=0)
+    labels = [f"{gs[0][i]['min_interactions']}-"
+              f"{gs[0][i]['max_interactions']}" for i in range(n)]
+    return labels, [[g[i]['ndcg@20'] for g in gs] for i in range(n)]
+
+
 def sparsity_table(rows: List[Row]) -> str:
     """Markdown table of test NDCG@20 per user-sparsity group (columns)
     for each row (sampler), mean ± std over its runs; empty if no run has
@@ -264,19 +275,14 @@ def sparsity_table(rows: List[Row]) -> str:
     groups = None
     lines = []
     for row in rows:
-        gs = [r.metrics.get('test_by_sparsity', []) for r in row.runs]
-        n = min((len(g) for g in gs), default=0)
-        if n == 0:
+        labels, values = _sparsity(row)
+        if not labels:
             continue
-        if groups is None:
-            groups = [f"{gs[0][i]['min_interactions']}-"
-                      f"{gs[0][i]['max_interactions']}" for i in range(n)]
-        cells = []
-        for i in range(min(n, len(groups))):
-            m, sd = _ms([g[i]['ndcg@20'] for g in gs])
-            cells.append(f'{m:.4f} ± {sd:.4f}')
-        lines.append(f'| {row.sampler} ({row.recommender}) | {len(gs)} | ' +
-                     ' | '.join(cells) + ' |')
+        groups = groups or labels
+        cells = [f'{m:.4f} ± {sd:.4f}'
+                 for m, sd in map(_ms, values[:len(groups)])]
+        lines.append(f'| {row.sampler} ({row.recommender}) | '
+                     f'{len(row.runs)} | ' + ' | '.join(cells) + ' |')
     if groups is None:
         return ''
     head = ('| sampler | n | ' + ' | '.join(groups) + ' |\n|' +
@@ -332,16 +338,13 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         width = 0.8 / max(len(rs), 1)
         for k, row in enumerate(rs):
-            groups = [r.metrics.get('test_by_sparsity', []) for r in row.runs]
-            n = min((len(g) for g in groups), default=0)
+            ticks, values = _sparsity(row)
+            n = len(ticks)
             if n == 0:
                 continue
-            vals = [statistics.fmean(g[i]['ndcg@20'] for g in groups)
-                    for i in range(n)]
-            ax.bar([i + k * width for i in range(n)], vals, width,
+            ax.bar([i + k * width for i in range(n)],
+                   [statistics.fmean(v) for v in values], width,
                    label=row.sampler)
-            ticks = [f"{groups[0][i]['min_interactions']}-"
-                     f"{groups[0][i]['max_interactions']}" for i in range(n)]
             ax.set_xticks([i + 0.4 - width / 2 for i in range(n)], ticks)
         ax.set(title=f'{ds}: test NDCG@20 by training interactions per user',
                xlabel='user group (training interactions)', ylabel='NDCG@20')

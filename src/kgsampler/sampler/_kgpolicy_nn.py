@@ -421,18 +421,36 @@ class _PairLogits(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         query, keys, crow, col, row = ctx.saved_tensors
-        M, N = query.size(0), keys.size(0)
         grad = grad.contiguous()
         d_query = d_keys = None
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', UserWarning)
-            if ctx.needs_input_grad[0]:
-                d_query = torch.sparse_csr_tensor(crow, col, grad,
-                                                  (M, N)) @ keys
-            if ctx.needs_input_grad[1]:
-                d_keys = torch.sparse.mm(torch.sparse_coo_tensor(
-                    torch.stack([col, row]), grad, (N, M)), query)
+        if ctx.needs_input_grad[0]:
+            d_query = _csr_mm(crow, col, grad, keys)
+        if ctx.needs_input_grad[1]:
+            d_keys = _csr_t_mm(row, col, grad, query, keys.size(0))
         return d_query, d_keys, None, None, None
+
+
+def _csr_mm(crow: Tensor, col: Tensor, values: Tensor,
+            dense: Tensor) -> Tensor:
+    r""":math:`\mathbf{A}\,\mathrm{dense}` for the CSR matrix
+    :math:`\mathbf{A}` (:obj:`crow`, :obj:`col`, :obj:`values`) with
+    :obj:`dense.size(0)` columns."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter('ignore', UserWarning)
+        A = torch.sparse_csr_tensor(crow, col, values.to(dense.dtype),
+                                    (crow.numel() - 1, dense.size(0)))
+        return A @ dense
+
+
+def _csr_t_mm(row: Tensor, col: Tensor, values: Tensor, dense: Tensor,
+              num_cols: int) -> Tensor:
+    r""":math:`\mathbf{A}^{\top}\mathrm{dense}` for the pairs
+    (:obj:`row`, :obj:`col`, :obj:`values`) of :math:`\mathbf{A}`, which has
+    :obj:`num_cols` columns; output :math:`(\text{num\_cols}, D)`."""
+    A = torch.sparse_coo_tensor(torch.stack([col, row]),
+                                values.to(dense.dtype),
+                                (num_cols, dense.size(0)))
+    return torch.sparse.mm(A, dense)
 
 
 def pair_log_prob(keys: Tensor, query: Tensor, cand: Tensor, choice: Tensor,
@@ -607,12 +625,8 @@ def pair_matmul(cand: Tensor, values: Tensor, dense: Tensor) -> Tensor:
     output :math:`(R, D)`."""
     R, C = cand.shape
     crow = torch.arange(R + 1, device=cand.device) * C
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)
-        A = torch.sparse_csr_tensor(crow, cand.clamp(min=0).reshape(-1),
-                                    values.reshape(-1).to(dense.dtype),
-                                    (R, dense.size(0)))
-        return A @ dense
+    return _csr_mm(crow, cand.clamp(min=0).reshape(-1), values.reshape(-1),
+                   dense)
 
 
 def pair_matmul_t(cand: Tensor, values: Tensor, dense: Tensor,
@@ -626,8 +640,11 @@ def pair_matmul_t(cand: Tensor, values: Tensor, dense: Tensor,
     R, C = cand.shape
     keep = values.reshape(-1) != 0
     row = torch.arange(R, device=cand.device).repeat_interleave(C)[keep]
-    col = cand.reshape(-1)[keep]
-    A = torch.sparse_coo_tensor(torch.stack([col, row]),
-                                values.reshape(-1)[keep].to(dense.dtype),
-                                (num_nodes, R))
-    return torch.sparse.mm(A, dense)
+    return _csr_t_mm(row, cand.reshape(-1)[keep], values.reshape(-1)[keep],
+                     dense, num_nodes)
+
+
+def pad_columns(x: Tensor, width: int, value: float) -> Tensor:
+    r"""Pads the last dimension of :obj:`x` to :obj:`width` with
+    :obj:`value`."""
+    return F.pad(x, (0, width - x.size(-1)), value=value)

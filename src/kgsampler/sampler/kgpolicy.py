@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
@@ -604,8 +603,8 @@ class KGPolicy(Sampler, torch.nn.Module):
         if keys is None:
             keys = nn.attention_keys(h)
         C = max(cand1.size(-1), cand2.size(-1))
-        pad = lambda c: F.pad(c, (0, C - c.size(-1)), value=-1)
-        cand = torch.cat([pad(cand1), pad(cand2)]).view(2 * T * m, C)
+        cand = torch.cat([nn.pad_columns(cand1, C, -1),
+                          nn.pad_columns(cand2, C, -1)]).view(2 * T * m, C)
         choice = torch.cat([choice1, choice2]).view(-1)
         g = h.index_select(0, torch.cat([users, src1.reshape(-1),
                                          src2.reshape(-1)]))
@@ -775,13 +774,14 @@ class KGPolicy(Sampler, torch.nn.Module):
         T, m = src1.shape
         coef = (adv.t().to(h.dtype) * (scale / m)).reshape(-1)  # t * m + r
         C = max(cand1.size(-1), cand2.size(-1))
-        pad = lambda x, v: F.pad(x, (0, C - x.size(-1)), value=v)
-        cand = torch.cat([pad(cand1, -1), pad(cand2, -1)]).view(2 * T * m, C)
+        pad = nn.pad_columns
+        cand = torch.cat([pad(cand1, C, -1),
+                          pad(cand2, C, -1)]).view(2 * T * m, C)
         g = torch.cat([
-            nn.logit_grad(pad(prob1, 0.).view(T * m, C), choice1.reshape(-1),
-                          coef),
-            nn.logit_grad(pad(prob2, 0.).view(T * m, C), choice2.reshape(-1),
-                          coef)])
+            nn.logit_grad(pad(prob1, C, 0.).view(T * m, C),
+                          choice1.reshape(-1), coef),
+            nn.logit_grad(pad(prob2, C, 0.).view(T * m, C),
+                          choice2.reshape(-1), coef)])
         loss = -(coef * (nn.gather_log_prob(prob1.reshape(T * m, -1),
                                             choice1.reshape(-1)) +
                          nn.gather_log_prob(prob2.reshape(T * m, -1),
@@ -814,9 +814,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         total = None
         if self._grad_h is not None:
             C = max(c.size(1) for c, _, _ in self._grad_keys)
-            pad = lambda x, v: F.pad(x, (0, C - x.size(1)), value=v)
-            cand = torch.cat([pad(c, -1) for c, _, _ in self._grad_keys])
-            g = torch.cat([pad(g, 0.) for _, g, _ in self._grad_keys])
+            cand = torch.cat([nn.pad_columns(c, C, -1)
+                              for c, _, _ in self._grad_keys])
+            g = torch.cat([nn.pad_columns(g, C, 0.)
+                           for _, g, _ in self._grad_keys])
             q = torch.cat([q for _, _, q in self._grad_keys])
             total = self._grad_h + nn.attention_keys_backward(
                 h, nn.pair_matmul_t(cand, g, q, h.size(0)))
