@@ -8,14 +8,17 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = ROOT.parent / 'shared' / 'datasets'
+#: ``../shared/datasets``, or the folder named by ``KGSAMPLER_DATASETS``.
+DATASETS = Path(os.environ.get('KGSAMPLER_DATASETS',
+                               ROOT.parent / 'shared' / 'datasets'))
 
 
 def dataset_dir(name: str) -> Path:
     path = DATASETS / name
     if not (path / 'train.txt').is_file():
         raise SystemExit(f'{path} not found: the benchmarks read the shared '
-                         f'datasets from ../shared/datasets/{name}')
+                         f'datasets from ../shared/datasets/{name} (or '
+                         f'$KGSAMPLER_DATASETS/{name})')
     return path
 
 

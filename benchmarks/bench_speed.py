@@ -5,6 +5,7 @@ KGPolicy also without the torch-scatter / torch-sparse fast paths.
 
     python benchmarks/bench_speed.py                       # ml-1m, amazon-book
     python benchmarks/bench_speed.py --datasets ml-1m --epochs 2
+    python benchmarks/bench_speed.py --device cuda       # on a GPU
 
 Every (dataset, sampler) runs in its own process (one thread unless
 --threads), so that its peak resident memory (``ru_maxrss``) is its own:
@@ -13,6 +14,8 @@ sampler's tables), "+train" the growth from the moment the dataset was
 loaded. Epoch time: one warm-up epoch, then the minimum over --epochs
 (evaluation excluded; KGPolicy from a fresh MF, co-training included).
 Budget: --epochs timed epochs (default 1) per sampler and dataset.
+With --device cuda, the timings synchronise the GPU and the notes give the
+peak GPU memory (``torch.cuda.max_memory_allocated``).
 """
 import argparse
 import json
@@ -39,9 +42,15 @@ def current_rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
+def sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
 def worker(args) -> None:
     from kgsampler import DNS, MF, PNS, RNS, KGPolicy, KGRecDataset, Trainer
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     torch.manual_seed(0)
     ds = KGRecDataset.from_kgat(dataset_dir(args.dataset))
     base = current_rss_mb()
@@ -58,29 +67,38 @@ def worker(args) -> None:
               if name == 'kgpolicy-noext' else {})
         sampler = KGPolicy.from_dataset(ds, **kw)
     trainer = Trainer(model, sampler, ds, batch_size=1024, progress=False,
-                      track_dynamics=False)
+                      track_dynamics=False, device=device)
     trainer.train_epoch(1)  # warm-up (KGPolicy: first representations)
     times = []
     for e in range(args.epochs):
+        sync(device)
         t0 = time.perf_counter()
         trainer.train_epoch(2 + e)
+        sync(device)
         times.append(time.perf_counter() - t0)
     # throughput: sampling only, 50 batches of 1024 training pairs
     g = torch.Generator().manual_seed(1)
     idx = torch.randint(ds.train_pos.nnz, (50, 1024), generator=g)
-    users_all, items_all = ds.train_pos.row_ids(), ds.train_pos.indices
+    idx = idx.to(device)
+    users_all = ds.train_pos.row_ids().to(device)
+    items_all = ds.train_pos.indices.to(device)
     with torch.no_grad():
+        sync(device)
         t0 = time.perf_counter()
         for i in idx:
             sampler.sample(users_all[i], items_all[i])
+        sync(device)
         tput = idx.numel() / (time.perf_counter() - t0)
     t0 = time.perf_counter()
     trainer.evaluate('test')
+    sync(device)
     ev = time.perf_counter() - t0
     extra = {}
     if isinstance(sampler, KGPolicy):
         extra = {'softmax': sampler.softmax_backend,
                  'aggregation': sampler.encoder.aggr_backend}
+    if device.type == 'cuda':
+        extra['gpu_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
     print(json.dumps({'epoch': min(times), 'throughput': tput,
                       'peak_rss': rss_mb(), 'train_rss': rss_mb() - base,
                       'evaluate': ev, **extra}))
@@ -93,6 +111,8 @@ def main():
                    choices=SAMPLERS)
     p.add_argument('--epochs', type=int, default=1)
     p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--device', default='cpu',
+                   help="'cpu' (default) or 'cuda'")
     p.add_argument('--worker', nargs=2, metavar=('DATASET', 'SAMPLER'),
                    help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -101,7 +121,10 @@ def main():
         return worker(args)
     torch.set_num_threads(args.threads)
     header(f'speed per sampler (MF, batch 1024, {args.epochs} timed '
-           f'epoch(s) after one warm-up, {args.threads} thread(s))')
+           f'epoch(s) after one warm-up, {args.threads} thread(s), '
+           f'device {args.device})')
+    if args.device.startswith('cuda'):
+        print(f'# GPU: {torch.cuda.get_device_name(args.device)}')
     print(f'{"dataset":12s} {"sampler":16s} {"s/epoch":>8s} '
           f'{"x DNS":>6s} {"negatives/s":>12s} {"peak RSS":>9s} '
           f'{"+train":>8s} {"eval s":>7s}  notes')
@@ -110,7 +133,8 @@ def main():
         for s in args.samplers:
             out = subprocess.run(
                 [sys.executable, __file__, '--worker', d, s, '--epochs',
-                 str(args.epochs), '--threads', str(args.threads)],
+                 str(args.epochs), '--threads', str(args.threads),
+                 '--device', args.device],
                 capture_output=True, text=True)
             if out.returncode != 0:
                 print(f'{d:12s} {s:16s} failed: '
@@ -122,6 +146,8 @@ def main():
                      if 'dns' in rows else f'{"-":>6s}')
             notes = (f'softmax={r["softmax"]}, aggregation='
                      f'{r["aggregation"]}' if 'softmax' in r else '')
+            if 'gpu_mb' in r:
+                notes = f'peak GPU {r["gpu_mb"]:.0f}MB ' + notes
             print(f'{d:12s} {s:16s} {r["epoch"]:8.2f} {ratio} '
                   f'{r["throughput"]:12,.0f} {r["peak_rss"]:7.0f}MB '
                   f'{r["train_rss"]:6.0f}MB {r["evaluate"]:7.2f}  {notes}',

@@ -174,16 +174,19 @@ def test_dedupe():
 # -------------------------------------------------------------- guarantees
 @pytest.mark.parametrize('seed', range(6))
 @pytest.mark.parametrize('steps', [1, 3])
-def test_never_a_training_positive(seed, steps):
+def test_never_a_training_positive(seed, steps, device):
     ds = random_dataset(seed)
-    s, _ = build(ds, seed=seed, steps=steps, num_random=seed % 3,
-                 prune_random=bool(seed % 2))
-    dense = ds.train_pos.to_dense()
+    s, model = build(ds, seed=seed, steps=steps, num_random=seed % 3,
+                     prune_random=bool(seed % 2))
+    s, model = s.to(device), model.to(device)
+    dense = ds.train_pos.to_dense().to(device)
     g = torch.Generator().manual_seed(seed)
     for _ in range(3):
-        users = torch.randint(ds.num_users, (64, ), generator=g)
-        pos = torch.randint(ds.num_items, (64, ), generator=g)
+        users = torch.randint(ds.num_users, (64, ), generator=g).to(device)
+        pos = torch.randint(ds.num_items, (64, ), generator=g).to(device)
         out = s.sample(users, pos, 2)
+        assert out.neg_items.device == out.proposals.device == users.device
+        assert out.neg_items.dtype == torch.long
         assert not dense[users.view(-1, 1), out.neg_items].any()
         # every proposal along the walk avoids the positives too
         assert not dense[users.view(-1, 1, 1), out.proposals].any()
@@ -226,6 +229,10 @@ def test_batch_of_one_and_one_positive_user(tiny):
     assert out.neg_items.item() != 2
     logs = s.update(torch.tensor([1]), torch.tensor([2]), out)
     assert set(logs) == {'sampler_reward', 'sampler_loss'}
+    # 0-dim tensors, left on the device (no host sync per batch)
+    assert all(v.shape == () for v in logs.values())
+    assert s.summary_stats()['mean_reward'] == pytest.approx(
+        float(logs['sampler_reward']))
 
 
 def test_item_without_neighbours_falls_back(tiny):
@@ -547,14 +554,16 @@ def test_choose_never_draws_zero_probability_columns():
 @pytest.mark.parametrize('prune_random', [False, True])
 @pytest.mark.parametrize('softmax_backend', ['pyg', 'dense'])
 def test_policy_gradient_fraction_one_matches_full_batch(
-        tiny, entropy_weight, prune_random, softmax_backend):
+        tiny, entropy_weight, prune_random, softmax_backend, device):
     """The gradient an update accumulates in the cached representations
     (closed form without entropy bonus, autograd with it) equals autograd
     of the REINFORCE loss recomputed from scratch."""
-    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    users = torch.tensor([0, 1, 2], device=device)
+    pos = torch.tensor([0, 2, 3], device=device)
     s, model = build(tiny, refresh_interval=4, pg_fraction=1.0,
                      entropy_weight=entropy_weight, prune_random=prune_random,
                      softmax_backend=softmax_backend, num_random=3)
+    s, model = s.to(device), model.to(device)
     torch.manual_seed(5)
     out = s.sample(users, pos, 2)
     reward = s.reward(users, pos, out.proposals)
@@ -666,20 +675,20 @@ def test_entropy_bonus_changes_the_policy_step(tiny):
 
 @pytest.mark.parametrize('rows', [1, 6])
 @pytest.mark.parametrize('seed', [0, 1])
-def test_closed_form_gradients_match_autograd(rows, seed):
+def test_closed_form_gradients_match_autograd(rows, seed, device):
     """The closed-form pieces of the policy gradient (logits -> queries and
     keys -> representations) against autograd on a dense reference."""
     g = torch.Generator().manual_seed(seed)
     N, d, C = 9, 4, 3
-    h = torch.randn(N, d, generator=g, requires_grad=True)
-    users = torch.randint(N, (rows, ), generator=g)
-    src = torch.randint(N, (rows, ), generator=g)
-    cand = torch.randint(N, (rows, C), generator=g)
+    h = torch.randn(N, d, generator=g).to(device).requires_grad_()
+    users = torch.randint(N, (rows, ), generator=g).to(device)
+    src = torch.randint(N, (rows, ), generator=g).to(device)
+    cand = torch.randint(N, (rows, C), generator=g).to(device)
     cand[0, -1] = -1  # padding
     valid = cand >= 0
-    choice = torch.randint(C - 1, (rows, ), generator=g)
+    choice = torch.randint(C - 1, (rows, ), generator=g).to(device)
     choice[-1] = -1 if rows > 1 else choice[-1]
-    coef = torch.randn(rows, generator=g)
+    coef = torch.randn(rows, generator=g).to(device)
     # dense reference: -sum_r coef_r log softmax(logits_r)[choice_r]
     logits = nn.attention_logits(h, users, src, cand, 0.2)
     logp = torch.log_softmax(logits.masked_fill(~valid, -float('inf')), 1)

@@ -76,6 +76,24 @@ def test_matches_dense_reference(seed, ks, batch_size):
             ref[f'precision@{min(k, I)}'] * min(k, I) / k, abs=1e-6)
 
 
+def test_on_device(device):
+    """Scores and positives on :obj:`device`: the same metrics as on CPU."""
+    g = torch.Generator().manual_seed(0)
+    U, I = 23, 31
+    scores = torch.randn(U, I, generator=g)
+    train = torch.rand(U, I, generator=g) < 0.2
+    test = (torch.rand(U, I, generator=g) < 0.15) & ~train
+    ref = evaluate(lambda u: scores[u], csr(test), [csr(train)], ks=[5, 20],
+                   batch_size=7, kgat_ndcg=True)
+    dev_scores = scores.to(device)
+    res = evaluate(lambda u: dev_scores[u], csr(test).to(device),
+                   [csr(train).to(device)], ks=[5, 20], batch_size=7,
+                   kgat_ndcg=True)
+    assert res.keys() == ref.keys()
+    for key in ref:
+        assert res[key] == pytest.approx(ref[key], abs=1e-6)
+
+
 def test_per_user_output():
     scores = torch.randn(4, 6)
     test = csr(torch.eye(4, 6).bool())

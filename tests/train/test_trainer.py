@@ -1,3 +1,4 @@
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -188,3 +189,39 @@ def test_errors():
         Trainer(model, object(), ds)
     with pytest.raises(ValueError, match=r"'split' must be 'valid' or"):
         Trainer(model, s, ds).evaluate('train')
+
+
+def test_kgpolicy_co_training_on_device(device):
+    """A KGPolicy co-training run (sampling, BPR step, policy step, the
+    full-ranking evaluation) on :obj:`device`, kept there throughout."""
+    from kgsampler.data import KGRecDataset
+    from kgsampler.sampler import KGPolicy
+    ds = block_dataset()
+    train = torch.stack([ds.train_pos.row_ids(), ds.train_pos.indices], 1)
+    test = torch.stack([ds.test_pos.row_ids(), ds.test_pos.indices], 1)
+    # a KG linking the items of each block through 4 entities
+    items = torch.arange(ds.num_items)
+    kg = torch.stack([items, items % 2, ds.num_items + items // 10], 1)
+    data = KGRecDataset(train, test, kg, num_users=ds.num_users,
+                        num_items=ds.num_items, num_entities=ds.num_items + 4,
+                        valid_ratio=0.2)
+    torch.manual_seed(0)
+    model = MF(data.num_users, data.num_items, embedding_dim=8)
+    sampler = KGPolicy.from_dataset(data, scorer=model, n1=4, n2=4,
+                                    embedding_dim=8, hidden_dims=(8, 8),
+                                    refresh_interval=2)
+    trainer = Trainer(model, sampler, data, lr=0.05, batch_size=64,
+                      max_epochs=3, patience=3, progress=False, device=device)
+    res = trainer.fit()
+    assert model.user_emb.weight.device.type == device.type
+    assert sampler.device.type == device.type
+    assert res.sampler_stats['num_sampled'] == 3 * data.train_pos.nnz
+    assert res.sampler_stats['num_updates'] > 0
+    assert 0.0 <= res.sampler_stats['fallback_rate'] < 0.5
+    assert math.isfinite(res.test['ndcg@20'])
+    users = data.train_pos.row_ids()[:128].to(device)
+    pos = data.train_pos.indices[:128].to(device)
+    out = sampler.sample(users, pos, 2)
+    dense = data.train_pos.to_dense().to(device)
+    assert out.neg_items.device.type == device.type
+    assert not dense[users.view(-1, 1), out.neg_items].any()

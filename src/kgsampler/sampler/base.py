@@ -111,8 +111,7 @@ def _check_index(name: str, cls: str, t: Tensor, upper: int) -> None:
         raise ValueError(f"{cls}: '{name}' must be 1-D of shape [B] "
                          f"(got shape {tuple(t.shape)})")
     if t.numel() > 0:
-        lo, hi = torch.aminmax(t)
-        lo, hi = int(lo), int(hi)
+        lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one host sync
         if lo < 0 or hi >= upper:
             raise ValueError(f"{cls}: '{name}' must lie in [0, {upper}) "
                              f"(got range [{lo}, {hi}])")
@@ -269,9 +268,11 @@ class Sampler(ABC):
         neighbour tables)."""
 
     def update(self, users: Tensor, pos_items: Tensor,
-               output: SamplerOutput) -> Dict[str, float]:
+               output: SamplerOutput) -> Dict[str, Union[float, Tensor]]:
         """One optimisation step of a learnable sampler, called by the
-        trainer after the recommender step. Returns scalar logs."""
+        trainer after the recommender step. Returns scalar logs: floats or
+        0-dim tensors (left on the device, so that a training loop need not
+        sync with it every batch)."""
         return {}
 
     def reset_stats(self) -> None:

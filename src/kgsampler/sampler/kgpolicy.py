@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -379,6 +379,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         self._nbr1 = self._nbr1.to(device)
         self._nbr2 = self._nbr2.to(device)
         self._counts = self._counts.to(device)
+        self._reward_sum = self._reward_sum.to(device)
         self._buffer = []
         self._num_pending, self._pending_loss = 0, 0.0
         self._invalidate()
@@ -698,7 +699,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         return r.view(proposals.shape)
 
     def update(self, users: Tensor, pos_items: Tensor,
-               output: SamplerOutput) -> Dict[str, float]:
+               output: SamplerOutput) -> Dict[str, Union[float, Tensor]]:
         r"""Rewards the batch's walks with the (frozen) recommender and
         accumulates their policy gradient; every :obj:`refresh_interval`
         batches takes one Adam step (one backward pass through the encoder),
@@ -708,7 +709,11 @@ class KGPolicy(Sampler, torch.nn.Module):
         The walks were sampled without gradients; the log-probabilities of
         the chosen actions are recomputed differentiably for a random
         :obj:`pg_fraction` of the walks (all when 1), which keeps REINFORCE
-        unbiased: the loss is the mean over those walks."""
+        unbiased: the loss is the mean over those walks.
+
+        Returns :obj:`sampler_reward` (the batch's mean last-step reward) and
+        :obj:`sampler_loss` (the policy loss of the last update) as 0-dim
+        tensors on the sampler's device: no host sync per batch."""
         if not isinstance(output, KGPolicyOutput) or output.rollout is None:
             raise TypeError("KGPolicy.update: 'output' must come from "
                             "KGPolicy.sample")
@@ -716,9 +721,11 @@ class KGPolicy(Sampler, torch.nn.Module):
         with torch.no_grad():
             G = self.returns(reward)
             mean_G = G.mean(dim=(0, 1))
-            if not bool(self.baseline_ready):
-                self.baseline.copy_(mean_G)
-                self.baseline_ready.fill_(True)
+            # first batch: the baseline starts at its mean return (a select,
+            # not a branch: no host sync)
+            self.baseline.copy_(torch.where(self.baseline_ready,
+                                            self.baseline, mean_G))
+            self.baseline_ready.fill_(True)
             adv = G - self.baseline
             self.baseline.mul_(self.baseline_decay).add_(
                 (1 - self.baseline_decay) * mean_G)
@@ -742,20 +749,22 @@ class KGPolicy(Sampler, torch.nn.Module):
                 loss = self._pg_loss(r, self._h, rows, adv,
                                      self._keys_leaf) * scale
                 loss.backward()
-            self._pending_loss += float(loss.detach())
+            self._pending_loss += loss.detach()
         else:  # sampled without gradients or before the last update
             self._buffer.append((r, adv, rows))
         self._num_pending += 1
         last = reward[..., -1]
-        self.stats['reward_sum'] += float(last.sum())
+        self._reward_sum += last.sum().to(self._reward_sum.dtype)
         self.stats['num_rewarded'] += last.numel()
         if self._num_pending >= self.refresh_interval:
             self.flush()
-        return {'sampler_reward': float(last.mean()),
-                'sampler_loss': self._last_loss}
+        # 0-dim tensors: the caller decides when to sync with the device
+        return {'sampler_reward': last.mean(),
+                'sampler_loss': torch.as_tensor(self._last_loss,
+                                                device=last.device)}
 
     def _accumulate_pg(self, r: KGPolicyRollout, rows: Optional[Tensor],
-                       adv: Tensor, scale: float) -> float:
+                       adv: Tensor, scale: float) -> Tensor:
         r"""Accumulates the REINFORCE gradient of a rollout's walks
         :obj:`rows` with advantages :obj:`adv` :math:`(R', T)` with respect to
         the cached representations, in closed form: the walk sampled from the
@@ -765,7 +774,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         with the keys) and to the keys (its transpose), then to the
         representations (:func:`~kgsampler.sampler._kgpolicy_nn.
         attention_query_backward`). Exactly the gradient of
-        :meth:`_pg_loss` (tested). Returns the loss value."""
+        :meth:`_pg_loss` (tested). Returns the loss value (0-dim)."""
         h, a = self._h.detach(), self.negative_slope
         r = r.select(rows)
         users, src1, cand1, choice1, prob1 = (r.users, r.src1, r.cand1,
@@ -801,7 +810,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         # formed once per update (a dense [N, 2d] a batch costs more than
         # the rest of the update on large graphs)
         self._grad_keys.append((cand, g, q))
-        return float(loss)
+        return loss.detach()
 
     def _pending_h_grad(self) -> Optional[Tensor]:
         r"""The policy gradient accumulated since the last update with
@@ -847,7 +856,7 @@ class KGPolicy(Sampler, torch.nn.Module):
             if self._buffer:
                 for r, adv, rows in self._buffer:
                     loss = self._pg_loss(r, h, rows, adv)
-                    self._pending_loss += float(loss.detach()) * scale
+                    self._pending_loss += loss.detach() * scale
                     terms.append(loss * scale)
             self.optimizer.zero_grad()
             if terms:
@@ -882,12 +891,15 @@ class KGPolicy(Sampler, torch.nn.Module):
         dev = self._deg.device if hasattr(self, '_deg') else None
         self._counts = torch.zeros(len(self._COUNTERS), dtype=torch.long,
                                    device=dev)
+        self._reward_sum = torch.zeros((), dtype=torch.float64, device=dev)
 
     def _sync_stats(self) -> None:
         r"""Moves the tensor counters into :obj:`stats` (one host sync)."""
         for k, v in zip(self._COUNTERS, self._counts.tolist()):
             self.stats[k] += int(v)
         self._counts.zero_()
+        self.stats['reward_sum'] += float(self._reward_sum)
+        self._reward_sum.zero_()
 
     def summary_stats(self) -> Dict[str, float]:
         r"""Counters and rates: :obj:`fallback_rate` (negatives replaced by a
