@@ -1,7 +1,10 @@
 """Speed table (issue 4, table 6): for each dataset and sampler, the MF
 training-epoch wall time, the sampler's throughput (sampling only), the peak
 memory, the full-ranking evaluation time and the KGPolicy/DNS epoch ratio;
-KGPolicy also without the torch-scatter / torch-sparse fast paths.
+KGPolicy also without the torch-scatter / torch-sparse fast paths
+(``kgpolicy-noext``) and with the dense masked softmax over the padded
+candidate rows instead of the scatter softmax (``kgpolicy-dense``, same
+probabilities).
 
     python benchmarks/bench_speed.py                       # ml-1m, amazon-book
     python benchmarks/bench_speed.py --datasets ml-1m --epochs 2
@@ -28,7 +31,8 @@ import torch
 
 from _common import dataset_dir, header
 
-SAMPLERS = ['rns', 'pns', 'dns', 'kgpolicy', 'kgpolicy-noext']
+SAMPLERS = ['rns', 'pns', 'dns', 'kgpolicy', 'kgpolicy-noext',
+            'kgpolicy-dense']
 
 
 def rss_mb() -> float:
@@ -64,7 +68,8 @@ def worker(args) -> None:
         sampler = DNS(ds.train_pos, num_candidates=8)
     else:
         kw = ({'softmax_backend': 'pyg', 'aggr_backend': 'csr'}
-              if name == 'kgpolicy-noext' else {})
+              if name == 'kgpolicy-noext' else
+              {'softmax_backend': 'dense'} if name == 'kgpolicy-dense' else {})
         sampler = KGPolicy.from_dataset(ds, **kw)
     trainer = Trainer(model, sampler, ds, batch_size=1024, progress=False,
                       track_dynamics=False, device=device)

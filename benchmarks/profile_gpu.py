@@ -18,7 +18,8 @@ from _common import dataset_dir, header
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--dataset', default='ml-1m')
-    p.add_argument('--sampler', default='kgpolicy', choices=['kgpolicy', 'dns'])
+    p.add_argument('--sampler', default='kgpolicy',
+                   choices=['kgpolicy', 'dns'])
     p.add_argument('--batches', type=int, default=30)
     p.add_argument('--device', default='cuda',
                    help="'cuda' (default); 'cpu' runs the operator table only")

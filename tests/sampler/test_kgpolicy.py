@@ -522,15 +522,31 @@ def test_pair_log_prob_value_and_gradient_match_direct(backend):
 
 def test_masked_softmax_dense_and_scatter_agree():
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(20, 9, generator=g)
+    logits = torch.randn(20, 9, generator=g) * 30
     valid = torch.rand(20, 9, generator=g) < 0.6
-    valid[3] = False
-    ref = nn.masked_softmax(logits, valid, 'pyg')
+    valid[3] = False  # an empty row
+    valid[4] = False
+    valid[4, 2] = True  # a single candidate
+    # row by row over the valid entries only
+    ref = torch.zeros_like(logits)
+    for r in range(20):
+        if valid[r].any():
+            ref[r, valid[r]] = torch.softmax(logits[r, valid[r]], 0)
     backends = ['pyg', 'dense'] + (['torch_scatter'] if HAS_TORCH_SCATTER
                                    else [])
     for backend in backends:
-        assert torch.allclose(nn.masked_softmax(logits, valid, backend), ref,
-                              atol=1e-6)
+        out = nn.masked_softmax(logits, valid, backend)
+        assert torch.allclose(out, ref, atol=1e-6)
+        assert (out[~valid] == 0).all() and out[4, 2] == 1
+
+
+@pytest.mark.parametrize('length', [0, 1, 3, 8, 9, 16])
+def test_in_history_matches_broadcast_reference(length):
+    g = torch.Generator().manual_seed(length)
+    cand = torch.randint(-1, 12, (30, 7), generator=g)
+    history = torch.randint(0, 12, (30, length), generator=g)
+    ref = (cand.unsqueeze(-1) == history.unsqueeze(1)).any(-1)
+    assert torch.equal(nn.in_history(cand, history), ref)
 
 
 def test_choose_never_draws_zero_probability_columns():
@@ -637,6 +653,31 @@ def test_centered_reward_subtracts_the_mean_over_random_users(tiny):
                        torch.tensor([[[-1., -3.]], [[0., 2.]]]))
     with pytest.raises(TypeError, match=r"'cap_reward' must be a bool"):
         build(tiny, cap_reward=1)
+
+
+def test_user_baseline_subtracts_the_users_mean_over_random_items(tiny):
+    class ByUserAndItem:
+        """Score 10 * u + (item parity): a user offset plus a small item
+        effect."""
+        def score(self, users, items):
+            return 10.0 * users.view(-1, 1).float() + (items % 2).float()
+
+        def similarity(self, items_a, items_b):
+            return torch.zeros(items_b.shape)
+
+    s, _ = build(tiny, w_s=0.0, user_baseline=True)
+    s.set_scorer(ByUserAndItem())
+    proposals = torch.tensor([[[1, 3]], [[4, 2]]])
+    users, pos = torch.tensor([0, 2]), torch.tensor([0, 3])
+    torch.manual_seed(0)
+    r = s.reward(users, pos, proposals)
+    # the user offsets (0 and 20) are gone; what is left is the item parity
+    # minus the mean parity of 8 random items, in [-1, 1]
+    assert r.abs().max() <= 1.0
+    assert torch.allclose(r[:, :, 0] - r[:, :, 1], torch.zeros(2, 1))
+    assert (r[0] > r[1]).all()  # odd proposals (user 0) above even ones
+    with pytest.raises(TypeError, match=r"'user_baseline' must be a bool"):
+        build(tiny, user_baseline=1)
 
 
 @pytest.mark.parametrize('backend', softmax_backends())

@@ -157,6 +157,13 @@ class KGPolicy(Sampler, torch.nn.Module):
             - \overline{f}(\cdot, e_t)`, so that an item is not rewarded for
             being popular (scored high by everyone). Not in the paper; see
             the README for why. (default: :obj:`False`)
+        user_baseline (bool, optional): Subtract from the prediction reward
+            the user's mean score over 8 uniform items, :math:`f(u, e_t) -
+            \overline{f}(u, \cdot)`: a per-user baseline (it does not depend
+            on the walk, so the policy gradient stays unbiased) that removes
+            the between-user spread of the scores from the advantages. Not
+            in the paper; the logged rewards are the centred ones.
+            (default: :obj:`False`)
         cap_reward (bool, optional): Replace the prediction reward by
             :math:`f(u, i) - |f(u, i) - f(u, e_t)|`: highest for proposals
             scored like the positive :math:`i`, lower for those scored above
@@ -211,8 +218,9 @@ class KGPolicy(Sampler, torch.nn.Module):
                  steps: int = 2, n1: int = 64, n2: int = 16,
                  num_random: int = 8, prune_random: bool = False,
                  user_hops: bool = False, center_reward: bool = False,
-                 cap_reward: bool = False, entropy_weight: float = 0.0,
-                 w_p: float = 1.0, w_s: float = 1.0, gamma: float = 0.99,
+                 user_baseline: bool = False, cap_reward: bool = False,
+                 entropy_weight: float = 0.0, w_p: float = 1.0,
+                 w_s: float = 1.0, gamma: float = 0.99,
                  baseline_decay: float = 0.9, lr: float = 1e-3,
                  weight_decay: float = 0.0, embedding_dim: int = 64,
                  hidden_dims: Sequence[int] = (64, 64),
@@ -240,6 +248,10 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise TypeError(f"KGPolicy: 'center_reward' must be a bool "
                             f"(got {center_reward!r})")
         self.center_reward = center_reward
+        if not isinstance(user_baseline, bool):
+            raise TypeError(f"KGPolicy: 'user_baseline' must be a bool "
+                            f"(got {user_baseline!r})")
+        self.user_baseline = user_baseline
         if not isinstance(cap_reward, bool):
             raise TypeError(f"KGPolicy: 'cap_reward' must be a bool "
                             f"(got {cap_reward!r})")
@@ -477,12 +489,8 @@ class KGPolicy(Sampler, torch.nn.Module):
             rand = torch.randint(I, (R, self.num_random),
                                  device=cur.device) + U
             dup = nn.in_history(rand, c2)
-            if self.num_random > 1:
-                earlier = torch.ones(self.num_random, self.num_random,
-                                     dtype=torch.bool,
-                                     device=cur.device).tril_(-1)
-                dup |= ((rand.unsqueeze(2) == rand.unsqueeze(1)) &
-                        earlier).any(-1)
+            for k in range(self.num_random - 1):  # repeats of column k
+                dup[:, k + 1:] |= rand[:, k + 1:] == rand[:, k:k + 1]
             c2 = torch.cat([c2, rand.masked_fill(dup, -1)], 1)
         valid = c2 >= 0
         pos = self.is_pos(users.view(-1, 1).expand_as(c2),
@@ -674,7 +682,8 @@ class KGPolicy(Sampler, torch.nn.Module):
                proposals: Tensor) -> Tensor:
         r"""Per-step rewards :math:`w_p f(u, e_t) + w_s g(i, e_t)` from the
         recommender (no gradient; :math:`f` centred over random users when
-        :obj:`center_reward`, then capped at the positive's score when
+        :obj:`center_reward`, minus the user's mean score over uniform items
+        when :obj:`user_baseline`, then capped at the positive's score when
         :obj:`cap_reward`).
 
         Shapes: **users, pos_items** :math:`(B)`, **proposals**
@@ -689,6 +698,11 @@ class KGPolicy(Sampler, torch.nn.Module):
                                     device=flat.device)
                 f = f - self.scorer.score(ref, flat.repeat_interleave(
                     8, 0)).float().view(B, 8, -1).mean(1)
+            if self.user_baseline:
+                ref = torch.randint(self.num_items, (B, 8),
+                                    device=flat.device)
+                f = f - self.scorer.score(users, ref).float().mean(
+                    1, keepdim=True)
             if self.cap_reward:
                 f_pos = self.scorer.score(users, pos_items.view(-1, 1))
                 f_pos = f_pos.float()

@@ -82,10 +82,13 @@ class Membership:
             - **output:** broadcast shape of both
         """
         key = users * self.num_cols + items
+        # index_select on the flat key: several times faster than advanced
+        # indexing (tensor[key]) on CPU
         if self.dense is not None:
-            return self.dense[key]
+            return self.dense.index_select(0, key.reshape(-1)).view(key.shape)
         if self.bits is not None:
-            byte = self.bits[key >> 3]
+            byte = self.bits.index_select(0, (key >> 3).reshape(-1))
+            byte = byte.view(key.shape)
             return ((byte >> (key & 7).to(torch.uint8)) & 1).bool()
         if self.keys.numel() == 0:
             return torch.zeros_like(key, dtype=torch.bool)
