@@ -1,7 +1,7 @@
 """Where a KGPolicy co-training epoch spends its time on a GPU: the host-device
 synchronisations (``torch.cuda.set_sync_debug_mode``), counted per source
 line over one epoch, and the operators with the most self CPU and CUDA time
-(``torch.profiler``) over 30 batches.
+(``torch.profiler``) over the next epoch, per batch.
 
     python benchmarks/profile_gpu.py --dataset ml-1m       # needs CUDA
 """
@@ -20,7 +20,6 @@ def main():
     p.add_argument('--dataset', default='ml-1m')
     p.add_argument('--sampler', default='kgpolicy',
                    choices=['kgpolicy', 'dns'])
-    p.add_argument('--batches', type=int, default=30)
     p.add_argument('--device', default='cuda',
                    help="'cuda' (default); 'cpu' runs the operator table only")
     args = p.parse_args()
@@ -28,7 +27,8 @@ def main():
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    header(f'GPU profile of one {args.sampler} epoch on {args.dataset}')
+    header(f'profile of a {args.sampler} epoch on {args.dataset} '
+           f'({args.device})')
     torch.manual_seed(0)
     ds = KGRecDataset.from_kgat(dataset_dir(args.dataset))
     model = MF(ds.num_users, ds.num_items, 64)
@@ -39,7 +39,7 @@ def main():
     trainer.train_epoch(1)  # warm-up
     sync()
     batches = -(-ds.train_pos.nnz // 1024)
-    # 1. synchronisations per source line (kgsampler frames only)
+    # 1. synchronisations, counted per source line that triggered them
     counts = collections.Counter()
     if cuda:
         torch.cuda.set_sync_debug_mode('warn')
@@ -60,34 +60,22 @@ def main():
     for where, n in counts.most_common(40):
         print(f'{n / batches:8.2f} per batch  {where}')
     # 2. operators
-    users_all = trainer.train_pos.row_ids()
-    items_all = trainer.train_pos.indices
-    perm = torch.randperm(users_all.numel(), device=device)
     acts = [torch.profiler.ProfilerActivity.CPU] + (
         [torch.profiler.ProfilerActivity.CUDA] if cuda else [])
     with torch.profiler.profile(activities=acts) as prof:
-        for b in range(args.batches):
-            idx = perm[b * 1024:(b + 1) * 1024]
-            users, pos = users_all[idx], items_all[idx]
-            out = sampler.sample(users, pos, 1)
-            loss = model.loss(users, pos, out.neg_items)
-            trainer.optimizer.zero_grad()
-            loss.backward()
-            trainer.optimizer.step()
-            if sampler.learnable:
-                sampler.update(users, pos, out)
+        trainer.train_epoch(3)
         sync()
     table = prof.key_averages()
     print(table.table(sort_by='self_cpu_time_total', row_limit=25,
                       max_name_column_width=48))
     ops = sum(e.count for e in table if e.key.startswith('aten::'))
-    print(f'aten operators per batch: {ops / args.batches:.0f}')
+    print(f'aten operators per batch: {ops / batches:.0f}')
     if cuda:
         print(table.table(sort_by='self_device_time_total', row_limit=12,
                           max_name_column_width=48))
         launches = sum(e.count for e in table if e.key.startswith('cuda')
                        and 'Launch' in e.key)
-        print(f'kernel launches per batch: {launches / args.batches:.0f}')
+        print(f'kernel launches per batch: {launches / batches:.0f}')
 
 
 if __name__ == '__main__':

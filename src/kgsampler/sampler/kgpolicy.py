@@ -240,22 +240,15 @@ class KGPolicy(Sampler, torch.nn.Module):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"KGPolicy: '{name}' must be an int >= {lo} "
                                  f"(got {v!r})")
-        if not isinstance(user_hops, bool):
-            raise TypeError(f"KGPolicy: 'user_hops' must be a bool "
-                            f"(got {user_hops!r})")
-        self.user_hops = user_hops
-        if not isinstance(center_reward, bool):
-            raise TypeError(f"KGPolicy: 'center_reward' must be a bool "
-                            f"(got {center_reward!r})")
-        self.center_reward = center_reward
-        if not isinstance(user_baseline, bool):
-            raise TypeError(f"KGPolicy: 'user_baseline' must be a bool "
-                            f"(got {user_baseline!r})")
-        self.user_baseline = user_baseline
-        if not isinstance(cap_reward, bool):
-            raise TypeError(f"KGPolicy: 'cap_reward' must be a bool "
-                            f"(got {cap_reward!r})")
-        self.cap_reward = cap_reward
+        for name, v in (('user_hops', user_hops),
+                        ('center_reward', center_reward),
+                        ('user_baseline', user_baseline),
+                        ('cap_reward', cap_reward)):
+            if not isinstance(v, bool):
+                raise TypeError(f"KGPolicy: '{name}' must be a bool "
+                                f"(got {v!r})")
+        self.user_hops, self.center_reward = user_hops, center_reward
+        self.user_baseline, self.cap_reward = user_baseline, cap_reward
         if isinstance(entropy_weight, bool) or not isinstance(
                 entropy_weight, (int, float)) or entropy_weight < 0:
             raise ValueError(f"KGPolicy: 'entropy_weight' must be a "
