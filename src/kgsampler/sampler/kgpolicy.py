@@ -479,12 +479,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         if self.num_random > 0:
             # random items, minus repeats of the row's pruned neighbours and
             # of earlier random items (the pruned rows are distinct)
-            rand = torch.randint(I, (R, self.num_random),
-                                 device=cur.device) + U
-            dup = nn.in_history(rand, c2)
-            for k in range(self.num_random - 1):  # repeats of column k
-                dup[:, k + 1:] |= rand[:, k + 1:] == rand[:, k:k + 1]
-            c2 = torch.cat([c2, rand.masked_fill(dup, -1)], 1)
+            rand = nn.dedupe(torch.randint(I, (R, self.num_random),
+                                           device=cur.device) + U)
+            c2 = torch.cat([c2, rand.masked_fill(nn.in_history(rand, c2),
+                                                 -1)], 1)
         valid = c2 >= 0
         pos = self.is_pos(users.view(-1, 1).expand_as(c2),
                           (c2 - U).clamp(0, I - 1)) & valid
