@@ -4,7 +4,9 @@ memory, the full-ranking evaluation time and the KGPolicy/DNS epoch ratio;
 KGPolicy also without the torch-scatter / torch-sparse fast paths
 (``kgpolicy-noext``) and with the dense masked softmax over the padded
 candidate rows instead of the scatter softmax (``kgpolicy-dense``, same
-probabilities).
+probabilities), and batch by batch (``kgpolicy-stepwise``, ``walk_ahead=1``:
+each batch's walks drawn and its policy gradient accumulated on its own,
+instead of 16 batches at a time; the same distribution).
 
     python benchmarks/bench_speed.py                       # ml-1m, amazon-book
     python benchmarks/bench_speed.py --datasets ml-1m --epochs 2
@@ -32,7 +34,7 @@ import torch
 from _common import dataset_dir, header
 
 SAMPLERS = ['rns', 'pns', 'dns', 'kgpolicy', 'kgpolicy-noext',
-            'kgpolicy-dense']
+            'kgpolicy-dense', 'kgpolicy-stepwise']
 
 
 def rss_mb() -> float:
@@ -69,7 +71,8 @@ def worker(args) -> None:
     else:
         kw = ({'softmax_backend': 'pyg', 'aggr_backend': 'csr'}
               if name == 'kgpolicy-noext' else
-              {'softmax_backend': 'dense'} if name == 'kgpolicy-dense' else {})
+              {'softmax_backend': 'dense'} if name == 'kgpolicy-dense' else
+              {'walk_ahead': 1} if name == 'kgpolicy-stepwise' else {})
         sampler = KGPolicy.from_dataset(ds, **kw)
     trainer = Trainer(model, sampler, ds, batch_size=1024, progress=False,
                       track_dynamics=False, device=device)
@@ -101,7 +104,8 @@ def worker(args) -> None:
     extra = {}
     if isinstance(sampler, KGPolicy):
         extra = {'softmax': sampler.softmax_backend,
-                 'aggregation': sampler.encoder.aggr_backend}
+                 'aggregation': sampler.encoder.aggr_backend,
+                 'walk_ahead': sampler.walk_ahead}
     if device.type == 'cuda':
         extra['gpu_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
     print(json.dumps({'epoch': min(times), 'throughput': tput,
@@ -130,7 +134,7 @@ def main():
            f'device {args.device})')
     if args.device.startswith('cuda'):
         print(f'# GPU: {torch.cuda.get_device_name(args.device)}')
-    print(f'{"dataset":12s} {"sampler":16s} {"s/epoch":>8s} '
+    print(f'{"dataset":12s} {"sampler":18s} {"s/epoch":>8s} '
           f'{"x DNS":>6s} {"negatives/s":>12s} {"peak RSS":>9s} '
           f'{"+train":>8s} {"eval s":>7s}  notes')
     for d in args.datasets:
@@ -150,10 +154,11 @@ def main():
             ratio = (f'{r["epoch"] / rows["dns"]["epoch"]:6.2f}'
                      if 'dns' in rows else f'{"-":>6s}')
             notes = (f'softmax={r["softmax"]}, aggregation='
-                     f'{r["aggregation"]}' if 'softmax' in r else '')
+                     f'{r["aggregation"]}, walk_ahead={r["walk_ahead"]}'
+                     if 'softmax' in r else '')
             if 'gpu_mb' in r:
                 notes = f'peak GPU {r["gpu_mb"]:.0f}MB ' + notes
-            print(f'{d:12s} {s:16s} {r["epoch"]:8.2f} {ratio} '
+            print(f'{d:12s} {s:18s} {r["epoch"]:8.2f} {ratio} '
                   f'{r["throughput"]:12,.0f} {r["peak_rss"]:7.0f}MB '
                   f'{r["train_rss"]:6.0f}MB {r["evaluate"]:7.2f}  {notes}',
                   flush=True)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -426,6 +428,7 @@ def test_format_paths(tiny):
     ({'n2': 5, 'n1': 4}, "'n2' must not exceed 'n1'"),
     ({'num_random': -1}, "'num_random' must be an int >= 0"),
     ({'refresh_interval': 0}, "'refresh_interval' must be an int >= 1"),
+    ({'walk_ahead': 0}, r"'walk_ahead' must be an int >= 1 \(got 0\)"),
     ({'table_refresh_epochs': -1}, "'table_refresh_epochs' must be"),
     ({'gamma': 1.5}, "'gamma' must lie in"),
     ({'baseline_decay': 1.0}, "'baseline_decay' must lie in"),
@@ -592,8 +595,8 @@ def test_policy_gradient_fraction_one_matches_full_batch(
     ref = -(adv * s.step_log_prob(out, h)).sum(-1).mean()
     ref = (ref - entropy_weight * ent.sum(0).mean()) / 4
     ref.backward()
-    assert (s._grad_h is not None) == (entropy_weight == 0)
     assert torch.allclose(s._pending_h_grad(), h.grad, atol=1e-6)
+    assert (s._grad_h is not None) == (entropy_weight == 0)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -778,6 +781,70 @@ def test_policy_gradient_accumulates_over_batches(tiny):
     assert s._num_pending == 0 and s._grad_h is None
     assert any(not torch.equal(a, b) for a, b in
                zip(before, s.encoder.parameters()))
+
+
+@pytest.mark.parametrize('walk_ahead', [1, 2, 16])
+@pytest.mark.parametrize('pg_fraction', [1.0, 0.5])
+def test_one_walk_split_over_batches_matches_batchwise(tiny, walk_ahead,
+                                                       pg_fraction):
+    """Walks for three batches drawn in one call and split with
+    :meth:`KGPolicyOutput.narrow`: each batch's update adds its own
+    REINFORCE gradient (its rows, the baseline it saw), whether the
+    closed-form gradients are computed batch by batch or deferred and
+    computed together (:obj:`walk_ahead`)."""
+    s, _ = build(tiny, refresh_interval=4, pg_fraction=pg_fraction,
+                 walk_ahead=walk_ahead)
+    torch.manual_seed(3)
+    h = s.representations().detach().clone().requires_grad_()
+    users = torch.tensor([0, 1, 2, 1, 0, 2, 2])
+    pos = torch.tensor([0, 2, 3, 2, 1, 0, 3])
+    assert s.lookahead == min(walk_ahead, 4)
+    out_all = s.sample(users, pos, 2)
+    total, start = 0., 0
+    for n in (3, 1, 3):
+        out = out_all.narrow(start, n)
+        u, p = users[start:start + n], pos[start:start + n]
+        assert torch.equal(out.neg_items, out_all.neg_items[start:start + n])
+        assert torch.equal(out.rollout.users, u.repeat_interleave(2))
+        G = s.returns(s.reward(u, p, out.proposals))
+        base = G.mean(dim=(0, 1)) if not bool(s.baseline_ready) else \
+            s.baseline.clone()
+        torch.manual_seed(start)  # the rows a pg_fraction < 1 keeps
+        rows = s._pg_rows(2 * n, u.device)
+        torch.manual_seed(start)
+        s.update(u, p, out)
+        lp = s.step_log_prob(out, h).view(2 * n, -1)
+        adv = (G - base).view(2 * n, -1)
+        if rows is not None:
+            lp, adv = lp[rows], adv[rows]
+        total = total - (adv * lp).sum(-1).mean() / 4
+        start += n
+    assert len(s._deferred) == 3 % walk_ahead if walk_ahead <= 3 else 3
+    assert s.lookahead == 1  # one batch left before the policy update
+    total.backward()
+    assert torch.allclose(s._pending_h_grad(), h.grad, atol=1e-6)
+    assert not s._deferred and not s._buffer
+
+
+def test_trainer_walks_ahead_within_one_policy_version():
+    """In a training run with :obj:`walk_ahead` batches a call, every walk
+    comes from the policy of its batch's update: no update falls back to
+    recomputing log-probabilities (the path for stale walks)."""
+    ds = random_dataset(1)
+    s, model = build(ds, refresh_interval=5, walk_ahead=3)
+    versions = []
+    update = s.update
+
+    def spy(users, pos_items, output):
+        versions.append(output.rollout.version == s._version)
+        return update(users, pos_items, output)
+
+    s.update = spy
+    s._pg_loss = None  # would be called for stale walks only
+    from kgsampler.train import Trainer
+    Trainer(model, s, ds, batch_size=4, max_epochs=2, progress=False).fit()
+    assert len(versions) == 2 * math.ceil(ds.train_pos.nnz / 4)
+    assert all(versions) and s.stats['num_updates'] > 0
 
 
 def test_update_after_sampling_without_grad_matches(tiny):

@@ -166,6 +166,70 @@ def test_learnable_sampler_hooks():
     assert res.sampler_stats['num_sampled'] == 2 * 480 * 2
 
 
+class LookaheadSampler(RNS):
+    """Offers :obj:`ahead` batches a call; records the call sizes and the
+    rows each update sees."""
+    learnable = True
+
+    def __init__(self, pos, ahead):
+        super().__init__(pos)
+        self.ahead, self.sample_sizes, self.updates = ahead, [], []
+
+    @property
+    def lookahead(self):
+        return self.ahead
+
+    def _sample(self, users, pos_items, num_neg):
+        self.sample_sizes.append(users.numel())
+        out = super()._sample(users, pos_items, num_neg)
+        # tag each row with its (user, item) pair to check the split
+        out.paths = torch.stack([users, pos_items], 1).view(-1, 1, 2).expand(
+            -1, num_neg, 2)
+        return out
+
+    def update(self, users, pos_items, output):
+        assert output.neg_items.shape == (users.numel(), 2)
+        assert torch.equal(output.paths[:, 0, 0], users)
+        assert torch.equal(output.paths[:, 0, 1], pos_items)
+        assert not self.is_pos(users.view(-1, 1).expand(-1, 2),
+                               output.neg_items).any()
+        self.updates.append(users.numel())
+        return {}
+
+
+@pytest.mark.parametrize('ahead', [1, 2, 3, 10])
+def test_lookahead_splits_one_call_over_batches(ahead):
+    """480 interactions in batches of 100: 5 batches a epoch, drawn
+    :obj:`ahead` at a time (never across the epoch's end), each batch
+    updated once with its own rows of the call's output."""
+    ds = block_dataset()
+    sampler = LookaheadSampler(ds.train_pos, ahead)
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    Trainer(model, sampler, ds, batch_size=100, max_epochs=1, num_neg=2,
+            progress=False).fit()
+    sizes = [100, 100, 100, 100, 80]
+    expect = [sum(sizes[i:i + ahead]) for i in range(0, 5, ahead)]
+    assert sampler.sample_sizes == expect
+    assert sampler.updates == sizes
+
+
+def test_sampler_output_narrow():
+    out = SamplerOutput(neg_items=torch.arange(12).view(4, 3),
+                        log_prob=torch.zeros(4, 3),
+                        paths=torch.arange(24).view(4, 3, 2))
+    part = out.narrow(1, 2)
+    assert torch.equal(part.neg_items, out.neg_items[1:3])
+    assert torch.equal(part.paths, out.paths[1:3])
+    assert part.fallback is None and part.log_prob.shape == (2, 3)
+    assert part.neg_items.data_ptr() == out.neg_items[1].data_ptr()  # view
+    with pytest.raises(ValueError, match=r"SamplerOutput.narrow: rows "
+                       r"\[3, 3\+2\) must lie in \[0, 4\)"):
+        out.narrow(3, 2)
+    with pytest.raises(ValueError, match=r"\(got start=-1, length=1\)"):
+        out.narrow(-1, 1)
+    assert RNS(block_dataset().train_pos).lookahead == 1
+
+
 def test_errors():
     ds = block_dataset()
     model = MF(ds.num_users, ds.num_items)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import (Callable, Dict, Optional, Protocol, Union,
                     runtime_checkable)
 
@@ -48,6 +48,31 @@ class SamplerOutput:
     @property
     def num_neg(self) -> int:
         return self.neg_items.size(1)
+
+    def narrow(self, start: int, length: int) -> 'SamplerOutput':
+        r"""The rows :obj:`start .. start + length - 1` (views, no copy):
+        how a training loop splits the output of one :meth:`Sampler.sample`
+        call over several batches (see :attr:`Sampler.lookahead`).
+
+        Args:
+            start (int): First row.
+            length (int): Number of rows.
+
+        Shapes:
+            - **output.neg_items:** :math:`(length, N)`, and so on.
+        """
+        B = self.batch_size
+        if not (isinstance(start, int) and isinstance(length, int)
+                and 0 <= start and 0 <= length and start + length <= B):
+            raise ValueError(f"{self.__class__.__name__}.narrow: rows "
+                             f"[{start}, {start}+{length}) must lie in "
+                             f"[0, {B}) (got start={start!r}, "
+                             f"length={length!r})")
+        return replace(self, **{
+            f.name: getattr(self, f.name).narrow(0, start, length)
+            for f in fields(self) if isinstance(getattr(self, f.name), Tensor)
+            and getattr(self, f.name).dim() > 0
+            and getattr(self, f.name).size(0) == B})
 
 
 @runtime_checkable
@@ -144,6 +169,16 @@ class Sampler(ABC):
     learnable: bool = False
     #: Whether :meth:`sample` needs a :class:`Scorer` (see :meth:`set_scorer`).
     requires_scorer: bool = False
+
+    @property
+    def lookahead(self) -> int:
+        r"""How many upcoming batches a training loop may draw negatives
+        for in one :meth:`sample` call (then :meth:`SamplerOutput.narrow`
+        per batch, and :meth:`update` once per batch as usual) without
+        changing what the sampler draws: more than 1 only for samplers whose
+        draws do not depend on anything that changes between those batches.
+        1 here (DNS, for one, scores with the recommender of each batch)."""
+        return 1
 
     def __init__(self, train_pos: UserItemCSR, membership: str = 'auto',
                  max_rounds: int = 4,

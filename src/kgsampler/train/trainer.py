@@ -180,30 +180,51 @@ class Trainer:
         self.sampler.on_epoch_start(epoch)
         users_all, items_all = self._train_users, self.train_pos.indices
         perm = torch.randperm(users_all.numel(), device=self.device)
-        batches = perm.split(self.batch_size)
+        sizes = [len(b) for b in perm.split(self.batch_size)]
         total, sums = 0, {}
-        it = batches
+        bar = None
         if self.progress:
             from tqdm.auto import tqdm
-            it = tqdm(batches, desc=f'epoch {epoch}', leave=False)
-        for idx in it:
-            users, pos = users_all[idx], items_all[idx]
-            out = self.sampler.sample(users, pos, self.num_neg)
-            loss = self.model.loss(users, pos, out.neg_items)
-            logs = {'loss': loss.detach()}  # no per-batch device sync
-            if self.track_dynamics:  # on the parameters the step uses
-                logs['grad_magnitude'] = self._grad_magnitude(
-                    users, pos, out.neg_items)
-            self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
-            if self.sampler.learnable:
-                logs.update(self.sampler.update(users, pos, out))
-            n = users.numel()
-            total += n
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + v * n
+            bar = tqdm(total=len(sizes), desc=f'epoch {epoch}', leave=False)
+        b, start = 0, 0
+        while b < len(sizes):
+            # negatives for up to `lookahead` batches in one call (samplers
+            # whose draws do not change in between, e.g. KGPolicy between
+            # two policy updates); then a step per batch as usual
+            k = max(1, min(int(self.sampler.lookahead), len(sizes) - b))
+            chunk = perm[start:start + sum(sizes[b:b + k])]
+            users, pos = users_all[chunk], items_all[chunk]
+            out_all = self.sampler.sample(users, pos, self.num_neg)
+            offset = 0
+            for n in sizes[b:b + k]:
+                out = out_all if k == 1 else out_all.narrow(offset, n)
+                self._train_batch(users.narrow(0, offset, n),
+                                  pos.narrow(0, offset, n), out, sums)
+                offset += n
+                total += n
+            b, start = b + k, start + offset
+            if bar is not None:
+                bar.update(k)
+        if bar is not None:
+            bar.close()
         return {k: float(v) / max(total, 1) for k, v in sums.items()}
+
+    def _train_batch(self, users: Tensor, pos: Tensor, out,
+                     sums: Dict) -> None:
+        """The recommender's step on one batch, then the sampler's."""
+        loss = self.model.loss(users, pos, out.neg_items)
+        logs = {'loss': loss.detach()}  # no per-batch device sync
+        if self.track_dynamics:  # on the parameters the step uses
+            logs['grad_magnitude'] = self._grad_magnitude(
+                users, pos, out.neg_items)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.sampler.learnable:
+            logs.update(self.sampler.update(users, pos, out))
+        n = users.numel()
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + v * n
 
     @torch.no_grad()
     def _grad_magnitude(self, users: Tensor, pos: Tensor,
