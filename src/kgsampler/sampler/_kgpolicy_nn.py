@@ -363,10 +363,22 @@ def attention_query(h_user: Tensor, h_src: Tensor,
         \mathbf{h}_{src}^+),\ \mathbf{h}_u \odot (-a\,\mathbf{h}_{src} +
         (1 - a)\,\mathbf{h}_{src}^-)].
 
+    With :math:`\mathbf{t} = (1 - a)\,\mathbf{h}_{src}^+` and
+    :math:`\mathbf{h}_{src}^- = \mathbf{h}_{src}^+ - \mathbf{h}_{src}`,
+    this is :math:`[\mathbf{h}_u \odot (\mathbf{t} + a\,\mathbf{h}_{src}),\
+    \mathbf{h}_u \odot (\mathbf{t} - \mathbf{h}_{src})]` (fewer operations).
+
     Shapes: **h_user, h_src** :math:`(R, d)`, output :math:`(R, 2d)`."""
     a = negative_slope
-    return torch.cat([h_user * (a * h_src + (1 - a) * F.relu(h_src)),
-                      h_user * ((1 - a) * F.relu(-h_src) - a * h_src)], 1)
+    t = F.relu(h_src) * (1 - a)
+    if torch.is_grad_enabled() and (h_user.requires_grad or
+                                    h_src.requires_grad):
+        return torch.cat([h_user * (t + a * h_src), h_user * (t - h_src)], 1)
+    d = h_src.size(1)  # no autograd: both halves written in place
+    out = torch.empty(h_src.size(0), 2 * d, dtype=t.dtype, device=t.device)
+    torch.add(t, h_src, alpha=a, out=out[:, :d]).mul_(h_user)
+    torch.sub(t, h_src, out=out[:, d:]).mul_(h_user)
+    return out
 
 
 def attention_logits_keys(keys: Tensor, query: Tensor,
