@@ -609,10 +609,11 @@ def attention_query_backward(h_user: Tensor, h_src: Tensor, grad: Tensor,
     outputs :math:`(R, d)` each."""
     a = negative_slope
     A, B = grad.chunk(2, dim=1)
-    d_user = A * (a * h_src + (1 - a) * F.relu(h_src)) + \
-        B * ((1 - a) * F.relu(-h_src) - a * h_src)
-    d_src = h_user * (A * (a + (1 - a) * (h_src > 0).to(A.dtype)) -
-                      B * (a + (1 - a) * (h_src < 0).to(B.dtype)))
+    t = F.relu(h_src) * (1 - a)  # as in attention_query
+    d_user = A * (t + a * h_src) + B * (t - h_src)
+    pos = (h_src > 0).to(A.dtype).mul_(1 - a).add_(a)
+    neg = (h_src < 0).to(B.dtype).mul_(1 - a).add_(a)
+    d_src = h_user * (A * pos - B * neg)
     return d_user, d_src
 
 

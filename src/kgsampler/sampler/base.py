@@ -59,7 +59,9 @@ class SamplerOutput:
             length (int): Number of rows.
 
         Shapes:
-            - **output.neg_items:** :math:`(length, N)`, and so on.
+            - **output:** every tensor field with :math:`B` rows keeps its
+              other dimensions: **neg_items** :math:`(length, N)`,
+              **paths** :math:`(length, N, L)`, ...
         """
         B = self.batch_size
         if not (isinstance(start, int) and isinstance(length, int)
