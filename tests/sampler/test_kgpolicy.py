@@ -195,6 +195,35 @@ def test_never_a_training_positive(seed, steps, device):
         s.update(users, pos, out)
 
 
+@pytest.mark.parametrize('seed', range(4))
+def test_positive_penalty_proposes_but_never_returns_positives(seed,
+                                                               device):
+    """With :obj:`positive_penalty`, walks may propose training positives
+    (rewarded with the penalty) but never return one: those negatives are
+    uniform fallbacks."""
+    ds = random_dataset(seed)
+    s, model = build(ds, seed=seed, steps=2, num_random=4,
+                     positive_penalty=3.0)
+    s, model = s.to(device), model.to(device)
+    dense = ds.train_pos.to_dense().to(device)
+    g = torch.Generator().manual_seed(seed)
+    users = torch.randint(ds.num_users, (256, ), generator=g).to(device)
+    pos = torch.randint(ds.num_items, (256, ), generator=g).to(device)
+    out = s.sample(users, pos, 2)
+    liked = dense[users.view(-1, 1, 1), out.proposals]
+    assert liked.any()  # ~30% of the items are each user's positives
+    assert not dense[users.view(-1, 1), out.neg_items].any()
+    assert torch.equal(out.fallback, liked[..., -1])
+    r = s.reward(users, pos, out.proposals)
+    assert (r[liked] == -3.0).all()
+    s.positive_penalty = 0.0  # the other proposals keep the model's reward
+    assert torch.equal(r[~liked], s.reward(users, pos, out.proposals)[~liked])
+    s.positive_penalty = 3.0
+    s.update(users, pos, out)
+    st = s.summary_stats()
+    assert st['fallback_rate'] == float(liked[..., -1].float().mean())
+
+
 @pytest.mark.parametrize('steps', [1, 2, 3, 4])
 @pytest.mark.parametrize('num_neg', [1, 2])
 def test_shapes_and_path_history_excluded(tiny, steps, num_neg):
@@ -429,6 +458,7 @@ def test_format_paths(tiny):
     ({'num_random': -1}, "'num_random' must be an int >= 0"),
     ({'refresh_interval': 0}, "'refresh_interval' must be an int >= 1"),
     ({'walk_ahead': 0}, r"'walk_ahead' must be an int >= 1 \(got 0\)"),
+    ({'positive_penalty': -1.0}, r"'positive_penalty' must be a non-negative"),
     ({'table_refresh_epochs': -1}, "'table_refresh_epochs' must be"),
     ({'gamma': 1.5}, "'gamma' must lie in"),
     ({'baseline_decay': 1.0}, "'baseline_decay' must lie in"),

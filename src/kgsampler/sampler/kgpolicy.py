@@ -209,6 +209,16 @@ class KGPolicy(Sampler, torch.nn.Module):
             scored like the positive :math:`i`, lower for those scored above
             it (likely items the user would like: false negatives). Not in
             the paper; see the README. (default: :obj:`False`)
+        positive_penalty (float, optional): With a value :math:`c > 0`, the
+            user's training positives stay among the second hop's
+            candidates, and a proposal that is one gets the reward
+            :math:`-c` instead of the recommender's: the policy is taught to
+            steer away from what the user liked (the items most like the
+            user's held-out positives), the "factual" half of the paper's
+            aim, learned instead of only masked. A walk that still ends on a
+            training positive returns a uniform negative instead, counted in
+            :obj:`fallback_rate`. 0: positives are masked out of the
+            candidates. Not in the paper. (default: :obj:`0.0`)
         entropy_weight (float, optional): Weight of an entropy bonus on both
             hops' attention in the policy loss, against the policy's collapse
             onto a few items. Not in the paper. (default: :obj:`0.0`)
@@ -269,6 +279,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                  num_random: int = 8, prune_random: bool = False,
                  user_hops: bool = False, center_reward: bool = False,
                  user_baseline: bool = False, cap_reward: bool = False,
+                 positive_penalty: float = 0.0,
                  entropy_weight: float = 0.0, w_p: float = 1.0,
                  w_s: float = 1.0, gamma: float = 0.99,
                  baseline_decay: float = 0.9, lr: float = 1e-3,
@@ -305,6 +316,11 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise ValueError(f"KGPolicy: 'entropy_weight' must be a "
                              f"non-negative number (got {entropy_weight!r})")
         self.entropy_weight = float(entropy_weight)
+        if isinstance(positive_penalty, bool) or not isinstance(
+                positive_penalty, (int, float)) or positive_penalty < 0:
+            raise ValueError(f"KGPolicy: 'positive_penalty' must be a "
+                             f"non-negative number (got {positive_penalty!r})")
+        self.positive_penalty = float(positive_penalty)
         if n2 > n1:
             raise ValueError(f"KGPolicy: 'n2' must not exceed 'n1' (got "
                              f"n2={n2}, n1={n1})")
@@ -547,7 +563,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         valid = c2 >= 0
         pos = self.is_pos(users.view(-1, 1).expand_as(c2),
                           (c2 - U).clamp(0, I - 1)) & valid
-        c2 = c2.masked_fill(pos | nn.in_history(c2, hist2), -1)
+        drop = nn.in_history(c2, hist2)
+        if self.positive_penalty == 0:  # else positives are penalised
+            drop = drop | pos
+        c2 = c2.masked_fill(drop, -1)
         if self.prune_random and self.num_random > 0:
             c2 = nn.prune(h, src2, c2, self.n2)
         q2 = nn.attention_query(h_user, h.index_select(0, src2), a)
@@ -736,7 +755,8 @@ class KGPolicy(Sampler, torch.nn.Module):
         recommender (no gradient; :math:`f` centred over random users when
         :obj:`center_reward`, minus the user's mean score over uniform items
         when :obj:`user_baseline`, then capped at the positive's score when
-        :obj:`cap_reward`).
+        :obj:`cap_reward`); :math:`-c` for proposals that are training
+        positives when :obj:`positive_penalty` :math:`= c > 0`.
 
         Shapes: **users, pos_items** :math:`(B)`, **proposals**
         :math:`(B, N, T)`, output :math:`(B, N, T)`."""
@@ -762,6 +782,9 @@ class KGPolicy(Sampler, torch.nn.Module):
             r = r + self.w_p * f
         if self.w_s != 0:
             r = r + self.w_s * self.scorer.similarity(pos_items, flat).float()
+        if self.positive_penalty > 0:
+            liked = self.is_pos(users.view(-1, 1).expand_as(flat), flat)
+            r = r.masked_fill(liked, -self.positive_penalty)
         return r.view(proposals.shape)
 
     def update(self, users: Tensor, pos_items: Tensor,
@@ -985,9 +1008,9 @@ class KGPolicy(Sampler, torch.nn.Module):
         r"""Counters and rates: :obj:`fallback_rate` (negatives replaced by a
         uniform item), :obj:`dead_end_rate` and :obj:`no_neighbour_rate` (per
         step), :obj:`user_hop_rate` (first hops through another user),
-        :obj:`masked_positive_per_step` (training positives removed from the
-        candidates, i.e. proposals the walk would otherwise have made
-        possible), :obj:`random_pick_rate` (negatives from the random items),
+        :obj:`masked_positive_per_step` (training positives among the second
+        hop's candidates: removed from them, or penalised with
+        :obj:`positive_penalty`), :obj:`random_pick_rate` (negatives from the random items),
         :obj:`false_negative_rate` (negatives that are held-out positives,
         when monitored) and :obj:`mean_reward`."""
         self._sync_stats()
