@@ -45,7 +45,7 @@ def main():
     args = p.parse_args()
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from kgsampler import DNS, PNS, RNS, KGPolicy, KGRecDataset, Trainer
+    from kgsampler import DNS, PNS, RNS, KGPolicy, KGRecDataset
     from kgsampler.cli import _pretrain, seed_everything
     torch.set_num_threads(1)
     os.chdir(ROOT)  # the cache and the dataset paths are relative to it

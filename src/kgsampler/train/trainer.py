@@ -180,7 +180,8 @@ class Trainer:
         self.sampler.on_epoch_start(epoch)
         users_all, items_all = self._train_users, self.train_pos.indices
         perm = torch.randperm(users_all.numel(), device=self.device)
-        sizes = [len(b) for b in perm.split(self.batch_size)]
+        num, bs = perm.numel(), self.batch_size
+        sizes = [min(bs, num - i) for i in range(0, num, bs)]
         total, sums = 0, {}
         bar = None
         if self.progress:
