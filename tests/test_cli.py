@@ -81,6 +81,25 @@ def test_kgat_folder_and_bad_path(tmp_path):
     assert f"folder '{tmp_path}/no' not found" in proc.stderr
 
 
+@pytest.mark.parametrize('override,match', [
+    ('sampler.steps=0', "KGPolicy: 'steps' must be an int >= 1 (got 0)"),
+    ('trainer.monitor=ndcg@10', "Trainer: 'monitor' must be one of"),
+    ('show_paths_users=[9999]', "'show_paths_users' must hold user ids in "
+     "[0, 200) (got [9999])"),
+    ('show_paths_users=5', "'show_paths_users' must be a list of user ids"),
+    ('seed=abc', "'seed' must be an int >= 0 (got 'abc')"),
+    ('num_threads=-2', "'num_threads' must be an int >= 0 or null"),
+])
+def test_bad_overrides_fail_before_the_warm_start(tmp_path, override, match):
+    proc = subprocess.run(
+        [EXE, *TINY, 'pretrain.epochs=200', 'pretrain.cache=false',
+         'show_paths=1', override, f'hydra.run.dir={tmp_path}/run'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert match in proc.stderr
+    assert 'pretraining the recommender' not in proc.stderr + proc.stdout
+
+
 def test_kgpolicy_pretrain_cache_and_paths(tmp_path):
     args = [*TINY, 'trainer.max_epochs=1', 'pretrain.epochs=2', 'show_paths=2',
             'show_paths_users=[0,1]']

@@ -91,22 +91,79 @@ def _pretrain(cfg: DictConfig, dataset, model) -> None:
         torch.save(model.state_dict(), cache)
 
 
+def _rng_state():
+    state = (random.getstate(), np.random.get_state(),
+             torch.random.get_rng_state())
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() \
+        else None
+    return state, cuda
+
+
+def _set_rng_state(saved) -> None:
+    (py, npy, cpu), cuda = saved
+    random.setstate(py)
+    np.random.set_state(npy)
+    torch.random.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _check_int(name: str, value, low: int, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"kgsampler-train: '{name}' must be an int >= {low}"
+                         f"{' or null' if none_ok else ''} (got {value!r})")
+
+
+def _check_show_paths_users(users, num_users: int) -> None:
+    if users is None:
+        return
+    if isinstance(users, (str, bytes)) or not OmegaConf.is_list(users) and \
+            not isinstance(users, (list, tuple)):
+        raise ValueError(f"kgsampler-train: 'show_paths_users' must be a "
+                         f"list of user ids, e.g. [0,1] (got {users!r})")
+    bad = [u for u in users if isinstance(u, bool) or not isinstance(u, int)
+           or not 0 <= u < num_users]
+    if bad:
+        raise ValueError(f"kgsampler-train: 'show_paths_users' must hold user "
+                         f"ids in [0, {num_users}) (got {bad})")
+
+
 def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     """Builds everything from :obj:`cfg`, trains, writes
-    :obj:`metrics.json` into :obj:`output_dir` and returns its content."""
+    :obj:`metrics.json` into :obj:`output_dir` and returns its content.
+
+    Every object is built (and so every argument checked) before the warm
+    start runs; the sampler is built on the random-number stream it would
+    see right after it, so results do not depend on that order."""
+    _check_int('seed', cfg.seed, 0)
+    _check_int('num_threads', cfg.num_threads, 0, none_ok=True)
+    _check_int('show_paths', cfg.show_paths, 0)
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     seed_everything(cfg.seed)
     dataset = instantiate(cfg.dataset)
     log.info('%s', dataset.summary())
+    if cfg.show_paths > 0:
+        _check_show_paths_users(cfg.show_paths_users, dataset.num_users)
     model = instantiate(cfg.recommender, num_users=dataset.num_users,
                         num_items=dataset.num_items)
-    _pretrain(cfg, dataset, model)
+    before = _rng_state()
     seed_everything(cfg.seed)
     sampler = instantiate(cfg.sampler, dataset=dataset, scorer=model)
+    after = _rng_state()
+    checkpoint = os.path.join(output_dir, 'best.pt')
+    # checks the trainer's arguments now, not after the warm start (building
+    # a Trainer draws no random numbers)
+    instantiate(cfg.trainer, model=model, sampler=sampler, dataset=dataset,
+                device=cfg.device, checkpoint_path=checkpoint)
+    _set_rng_state(before)
+    _pretrain(cfg, dataset, model)
+    _set_rng_state(after)
     trainer = instantiate(cfg.trainer, model=model, sampler=sampler,
                           dataset=dataset, device=cfg.device,
-                          checkpoint_path=os.path.join(output_dir, 'best.pt'))
+                          checkpoint_path=checkpoint)
     result = trainer.fit()
     choices = _choices()
     metrics = {

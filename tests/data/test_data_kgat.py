@@ -27,9 +27,11 @@ def test_read_kgat(kgat_dir, tiny):
                                   'm.0e']
 
 
-def test_crlf_tabs_and_blank_lines(make_kgat, tiny):
-    crlf = read_kgat(make_kgat(newline='\r\n', name='crlf'))
+@pytest.mark.parametrize('newline', ['\r\n', '\r'])
+def test_crlf_tabs_and_blank_lines(make_kgat, tiny, newline):
+    crlf = read_kgat(make_kgat(newline=newline, name='crlf'))
     assert rows(crlf.train) == tiny['train']
+    assert rows(crlf.test) == tiny['test']
     assert rows(crlf.kg) == tiny['kg']
     assert crlf.relation_names == ['genre', 'similar to']
 
@@ -57,10 +59,17 @@ def test_optional_name_lists(make_kgat):
 
 
 def test_name_list_extends_counts(make_kgat):
-    files = read_kgat(make_kgat({
+    folder = make_kgat({
         'relation_list.txt': 'a 0\nb 1\nc 2\n',
         'entity_list.txt': 'x 0\nz 7\n',
-    }))
+    })
+    with pytest.warns(UserWarning) as record:
+        files = read_kgat(folder)
+    msgs = [str(w.message) for w in record]
+    assert any("entity_list.txt' names ids up to 7, beyond the 6" in m
+               for m in msgs)
+    assert any("relation_list.txt' names ids up to 2, beyond the 2" in m
+               for m in msgs)
     assert files.num_relations == 3
     assert files.num_entities == 8
     assert files.entity_names == ['x'] + [None] * 6 + ['z']
@@ -182,4 +191,12 @@ def test_name_list_rules(tmp_path):
 
     path.write_text('org_id remap_id\n')
     with pytest.raises(ValueError, match='holds no'):
+        read_name_list(path)
+
+
+def test_name_list_id_too_large(tmp_path):
+    path = tmp_path / 'entity_list.txt'
+    path.write_text('a 0\nm.b 100000000000000\n')
+    with pytest.raises(ValueError, match=r"entity_list.txt', line 2: id "
+                                         r"100000000000000 is too large"):
         read_name_list(path)

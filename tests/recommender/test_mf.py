@@ -38,5 +38,10 @@ def test_errors():
     with pytest.raises(ValueError, match=r"MF: 'num_users' must be a "
                        r"positive int \(got 0\)"):
         MF(0, 3)
-    with pytest.raises(ValueError, match=r"MF: 'reg' must be non-negative"):
-        MF(3, 3, reg=-1.0)
+    for reg in (-1.0, float('nan'), 'a'):
+        with pytest.raises(ValueError, match=r"MF: 'reg' must be a finite "
+                                             r"non-negative number"):
+            MF(3, 3, reg=reg)
+    with pytest.raises(ValueError, match=r"MF: 'num_users' must be a "
+                       r"positive int \(got True\)"):
+        MF(True, 3)

@@ -6,7 +6,7 @@ import torch
 from kgsampler.data import KGRecDataset
 from kgsampler.recommender import MF
 from kgsampler.sampler import (EmbeddingScorer, KGPolicy, KGPolicyOutput,
-                               format_paths)
+                               KGPolicyRollout, format_paths)
 from kgsampler.sampler import _kgpolicy_nn as nn
 from kgsampler.utils._softmax import HAS_TORCH_SCATTER
 
@@ -465,11 +465,29 @@ def test_format_paths(tiny):
     ({'lr': 0.0}, "'lr' must be positive"),
     ({'w_p': 0.0, 'w_s': 0.0}, "at least one of 'w_p' and 'w_s'"),
     ({'hidden_dims': (8, 0)}, "'hidden_dims' must be positive ints"),
-    ({'softmax_backend': 'x'}, "'backend' must be one of"),
+    ({'softmax_backend': 'x'}, "KGPolicy: 'softmax_backend' must be one "
+     "of"),
+    ({'negative_slope': -5.0}, r"'negative_slope' must lie in \[0, 1\) "
+     r"\(got -5.0\)"),
+    ({'weight_decay': -1.0}, r"'weight_decay' must be a non-negative number "
+     r"\(got -1.0\)"),
     ({'aggr_backend': 'x'}, "'aggr_backend' must be one of"),
 ])
 def test_argument_errors(tiny, kwargs, match):
     with pytest.raises(ValueError, match=match):
+        build(tiny, **kwargs)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'w_p': float('nan')}, r"'w_p' must be a finite number \(got nan\)"),
+    ({'w_s': '1'}, r"'w_s' must be a finite number \(got '1'\)"),
+    ({'gamma': '0.9'}, r"'gamma' must be a finite number"),
+    ({'lr': float('inf')}, r"'lr' must be a finite number"),
+    ({'greedy': 'false'}, r"'greedy' must be a bool \(got 'false'\)"),
+    ({'prune_random': 1}, r"'prune_random' must be a bool"),
+])
+def test_argument_type_errors(tiny, kwargs, match):
+    with pytest.raises(TypeError, match='KGPolicy: ' + match):
         build(tiny, **kwargs)
 
 
@@ -481,6 +499,15 @@ def test_constructor_errors(tiny):
         KGPolicy(tiny.train_pos, ei[0], 7)
     with pytest.raises(ValueError, match="'edge_index' must hold node ids"):
         KGPolicy(tiny.train_pos, ei + 100, 7)
+    with pytest.raises(TypeError, match="'edge_index' must hold integer"):
+        KGPolicy(tiny.train_pos, ei.float(), 7)
+    with pytest.raises(TypeError, match=r"'num_entities' must be an int "
+                                        r"\(got 7.5\)"):
+        KGPolicy(tiny.train_pos, ei, 7.5)
+    with pytest.raises(ValueError, match=r"'edge_rel' must hold one relation "
+                                         r"id per edge"):
+        KGPolicy(tiny.train_pos, ei, 7, edge_rel=torch.zeros(3,
+                                                            dtype=torch.long))
     s = KGPolicy(tiny.train_pos, ei, 7, n1=4, n2=2)
     with pytest.raises(RuntimeError, match='no scorer set'):
         s.sample(torch.tensor([0]), torch.tensor([0]))
@@ -490,6 +517,35 @@ def test_constructor_errors(tiny):
     out = s.sample(torch.tensor([0]), torch.tensor([0]))
     with pytest.raises(ValueError, match="'reward' must have shape"):
         s.loss(out, torch.zeros(1))
+    two = s.sample(torch.tensor([0, 1]), torch.tensor([0, 2]))
+    for users, pos in ((torch.tensor([0]), torch.tensor([0])),
+                       (torch.tensor([0, 1]).int(), torch.tensor([0, 2]))):
+        with pytest.raises(ValueError, match=r"KGPolicy.update: 'users' must "
+                                             r"be the 1-D torch.long tensor "
+                                             r"of the 2 rows"):
+            s.update(users, pos, two)
+    with pytest.raises(ValueError, match="one policy version"):
+        s.reset_parameters()  # a new policy version
+        KGPolicyRollout.cat([two.rollout, s.sample(
+            torch.tensor([0]), torch.tensor([0])).rollout])
+    with pytest.raises(ValueError, match="must not be empty"):
+        KGPolicyRollout.cat([])
+
+
+def test_double_and_back_and_load_state_dict(tiny):
+    s, model = build(tiny, refresh_interval=4)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3])
+    s.double()  # the tables and the aggregation follow every _apply
+    assert s.encoder._adj.adj.dtype == torch.float64
+    for _ in range(4):  # one policy step in float64
+        s.update(users, pos, s.sample(users, pos))
+    s.float()  # Adam's moments follow the parameters back
+    for _ in range(5):
+        s.update(users, pos, s.sample(users, pos))
+    assert s.encoder.embedding.weight.dtype == torch.float32
+    assert s._num_pending == 1
+    s.load_state_dict(s.state_dict())  # a fresh refresh interval
+    assert s._num_pending == 0 and s._buffer == []
 
 
 # ------------------------------------------------------ fast-path pieces

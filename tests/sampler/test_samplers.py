@@ -161,10 +161,22 @@ def test_errors(tiny):
         rns.sample(u, torch.tensor([0]))
     with pytest.raises(ValueError, match=r"'num_neg' must be a positive int"):
         rns.sample(u, u, num_neg=0)
-    with pytest.raises(ValueError, match=r"PNS: 'alpha' must be"):
-        PNS(tiny, alpha=-1)
-    with pytest.raises(ValueError, match=r"DNS: 'num_candidates'"):
-        DNS(tiny, num_candidates=0)
+    with pytest.raises(ValueError, match=r"'num_neg' must be a positive int "
+                                         r"\(got True\)"):
+        rns.sample(u, u, num_neg=True)
+    for alpha in (-1, float('nan'), float('inf')):
+        with pytest.raises(ValueError, match=r"PNS: 'alpha' must be a finite"):
+            PNS(tiny, alpha=alpha)
+    for k in (0, True):
+        with pytest.raises(ValueError, match=r"DNS: 'num_candidates'"):
+            DNS(tiny, num_candidates=k)
+    with pytest.raises(ValueError, match=r"RNS: 'max_rounds' must be a "
+                                         r"non-negative int \(got True\)"):
+        RNS(tiny, max_rounds=True)
+    with pytest.raises(ValueError, match=r"RNS: 'monitor_pos' must have the "
+                                         r"shape of 'train_pos'"):
+        RNS(tiny, monitor_pos=UserItemCSR.from_pairs(
+            torch.tensor([0]), torch.tensor([0]), 2, 2))
     with pytest.raises(RuntimeError, match=r"DNS: no scorer set"):
         DNS(tiny).sample(u, u)
     with pytest.raises(TypeError, match=r"'scorer' must implement"):

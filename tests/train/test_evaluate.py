@@ -104,9 +104,20 @@ def test_per_user_output():
 
 def test_errors():
     test = csr(torch.eye(3).bool())
-    with pytest.raises(ValueError, match=r"'ks' must be positive"):
-        evaluate(lambda u: torch.zeros(u.numel(), 3), test, ks=[0])
-    with pytest.raises(ValueError, match=r"'batch_size' must be positive"):
-        evaluate(lambda u: torch.zeros(u.numel(), 3), test, batch_size=0)
+    zeros = lambda u: torch.zeros(u.numel(), 3)  # noqa: E731
+    for ks in ([0], [True], [], 20, '20'):
+        with pytest.raises(ValueError, match=r"evaluate: 'ks' must be a "
+                                             r"sequence of positive ints"):
+            evaluate(zeros, test, ks=ks)
+    for size in (0, 1.5):
+        with pytest.raises(ValueError, match=r"'batch_size' must be a "
+                                             r"positive int"):
+            evaluate(zeros, test, batch_size=size)
+    with pytest.raises(TypeError, match=r"'ground_truth' must be a "
+                                        r"UserItemCSR \(got Tensor\)"):
+        evaluate(zeros, torch.eye(3))
+    with pytest.raises(ValueError, match=r"'exclude\[0\]' must have the "
+                                         r"shape of 'ground_truth'"):
+        evaluate(zeros, test, [csr(torch.eye(2).bool())])
     with pytest.raises(ValueError, match=r"must return shape \[3, 3\]"):
         evaluate(lambda u: torch.zeros(u.numel(), 2), test)

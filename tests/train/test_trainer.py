@@ -245,8 +245,33 @@ def test_errors():
         Trainer(model, s, ds, lr=0.0)
     with pytest.raises(ValueError, match=r"'weight_decay' must be non-neg"):
         Trainer(model, s, ds, weight_decay=-1.0)
-    with pytest.raises(ValueError, match=r"'monitor' must be a metric"):
-        Trainer(model, s, ds, monitor='ndcg@10')
+    for monitor in ('ndcg@10', 'ndcg', 'ndcg@x', None):
+        with pytest.raises(ValueError, match=r"'monitor' must be one of "
+                                             r"\('recall'"):
+            Trainer(model, s, ds, monitor=monitor)
+    with pytest.raises(ValueError, match=r"'monitor' must be one of \('recall"
+                                         r"', 'ndcg', 'precision', 'hit'\) "):
+        Trainer(model, s, ds, monitor='ndcg_kgat@20', kgat_ndcg=False)
+    for ks in (20, [0, 20], [True], []):
+        with pytest.raises(ValueError, match=r"'ks' must be a non-empty "
+                                             r"sequence of positive ints"):
+            Trainer(model, s, ds, ks=ks)
+    with pytest.raises(ValueError, match=r"'batch_size' must be a positive "
+                                         r"int \(got True\)"):
+        Trainer(model, s, ds, batch_size=True)
+    with pytest.raises(TypeError, match=r"'lr' must be a finite number "
+                                        r"\(got '1'\)"):
+        Trainer(model, s, ds, lr='1')
+    with pytest.raises(ValueError, match=r"'device' must be 'cpu', 'cuda'"):
+        Trainer(model, s, ds, device='gpu')
+    with pytest.raises(ValueError, match=r"the model was built for 10 users "
+                                         r"and 10 items, the dataset has"):
+        Trainer(MF(10, 10), s, ds)
+    with pytest.raises(ValueError, match=r"the sampler was built for"):
+        Trainer(model, RNS(UserItemCSR.from_pairs(
+            torch.tensor([0]), torch.tensor([0]), 2, 3)), ds)
+    with pytest.raises(TypeError, match=r"'dataset' must provide 'train_pos'"):
+        Trainer(model, s, None)
     with pytest.raises(TypeError, match=r"'model' must be a Recommender"):
         Trainer(object(), s, ds)
     with pytest.raises(TypeError, match=r"'sampler' must be a Sampler"):

@@ -1,6 +1,7 @@
 """Per-user positive item sets stored as a compressed sparse row (CSR) matrix."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,17 @@ class UserItemCSR:
     num_cols: int
 
     def __post_init__(self) -> None:
+        name = self.__class__.__name__
+        if not isinstance(self.indptr, Tensor) or not isinstance(
+                self.indices, Tensor):
+            raise TypeError(f"{name}: 'indptr' and 'indices' must be tensors "
+                            f"(got {type(self.indptr).__name__} and "
+                            f"{type(self.indices).__name__})")
+        if isinstance(self.num_cols, bool) or not isinstance(
+                self.num_cols, numbers.Integral) or self.num_cols < 0:
+            raise TypeError(f"{name}: 'num_cols' must be a non-negative int "
+                            f"(got {self.num_cols!r})")
+        self.num_cols = int(self.num_cols)
         if self.indptr.dtype != torch.long or self.indices.dtype != torch.long:
             raise TypeError(f"{self.__class__.__name__}: 'indptr' and "
                             f"'indices' must be torch.long (got "
@@ -40,12 +52,42 @@ class UserItemCSR:
                              f"equal the number of indices (got "
                              f"{int(self.indptr[-1])} and "
                              f"{self.indices.numel()})")
+        if self.indices.dim() != 1:
+            raise ValueError(f"{name}: 'indices' must be 1-D (got shape "
+                             f"{tuple(self.indices.shape)})")
+        if int(self.indptr[0]) != 0:
+            raise ValueError(f"{name}: 'indptr[0]' must be 0 (got "
+                             f"{int(self.indptr[0])})")
+        step = self.indptr[1:] - self.indptr[:-1]
+        if step.numel() > 0 and int(step.min()) < 0:
+            row = int((step < 0).nonzero()[0, 0])
+            raise ValueError(f"{name}: 'indptr' must be non-decreasing (got "
+                             f"indptr[{row}]={int(self.indptr[row])} > "
+                             f"indptr[{row + 1}]={int(self.indptr[row + 1])})")
         if self.indices.numel() > 0 and (int(self.indices.min()) < 0 or int(
                 self.indices.max()) >= self.num_cols):
-            raise ValueError(f"{self.__class__.__name__}: column ids must lie "
+            raise ValueError(f"{name}: column ids must lie "
                              f"in [0, {self.num_cols}) (got range "
                              f"[{int(self.indices.min())}, "
                              f"{int(self.indices.max())}])")
+        if self.indices.numel() > 1:
+            # sorted and duplicate-free within each row: every step inside a
+            # row rises (a row's first entry may be anything)
+            rise = self.indices[1:] > self.indices[:-1]
+            new_row = torch.zeros(self.indices.numel(), dtype=torch.bool,
+                                  device=self.indices.device)
+            starts = self.indptr[:-1][step > 0]
+            new_row[starts] = True
+            bad = ~(rise | new_row[1:])
+            if bool(bad.any()):
+                k = int(bad.nonzero()[0, 0]) + 1
+                row = int(torch.searchsorted(self.indptr, torch.tensor(
+                    [k], device=self.indptr.device), right=True)[0]) - 1
+                raise ValueError(
+                    f"{name}: the column ids of each row must be sorted and "
+                    f"free of duplicates (got row {row}: "
+                    f"{int(self.indices[k - 1])} then {int(self.indices[k])}"
+                    f"); build it with {name}.from_pairs")
 
     @classmethod
     def from_pairs(cls, rows: Tensor, cols: Tensor, num_rows: int,
@@ -61,6 +103,18 @@ class UserItemCSR:
         Shapes:
             - **rows, cols:** :math:`(E)`
         """
+        for arg, t in (('rows', rows), ('cols', cols)):
+            if not isinstance(t, Tensor) or t.is_floating_point() or \
+                    t.is_complex() or t.dtype == torch.bool:
+                raise TypeError(f"{cls.__name__}.from_pairs: '{arg}' must be "
+                                f"an integer tensor (got "
+                                f"{getattr(t, 'dtype', type(t).__name__)})")
+        for arg, n in (('num_rows', num_rows), ('num_cols', num_cols)):
+            if isinstance(n, bool) or not isinstance(
+                    n, numbers.Integral) or n < 0:
+                raise TypeError(f"{cls.__name__}.from_pairs: '{arg}' must be "
+                                f"a non-negative int (got {n!r})")
+        num_rows, num_cols = int(num_rows), int(num_cols)
         rows = rows.long().view(-1)
         cols = cols.long().view(-1)
         if rows.numel() != cols.numel():
@@ -72,6 +126,11 @@ class UserItemCSR:
             raise ValueError(f"{cls.__name__}.from_pairs: row ids must lie in "
                              f"[0, {num_rows}) (got range [{int(rows.min())}, "
                              f"{int(rows.max())}])")
+        if cols.numel() > 0 and (int(cols.min()) < 0
+                                 or int(cols.max()) >= num_cols):
+            raise ValueError(f"{cls.__name__}.from_pairs: column ids must lie "
+                             f"in [0, {num_cols}) (got range "
+                             f"[{int(cols.min())}, {int(cols.max())}])")
         key = torch.unique(rows * num_cols + cols)  # sorted
         r, c = key // num_cols, key % num_cols
         indptr = torch.zeros(num_rows + 1, dtype=torch.long, device=key.device)
@@ -100,13 +159,24 @@ class UserItemCSR:
             torch.arange(self.num_rows, device=self.device), self.degree())
 
     def row(self, u: int) -> Tensor:
-        """The sorted item ids of row :obj:`u`."""
+        r"""The sorted item ids of row :obj:`u` (a view of
+        :obj:`indices`).
+
+        Args:
+            u (int): Row (user) id.
+
+        Shapes:
+            - **output:** :math:`(\deg(u))`
+        """
         return self.indices[int(self.indptr[u]):int(self.indptr[u + 1])]
 
     def gather_rows(self, rows: Tensor) -> 'tuple[Tensor, Tensor]':
         r"""The entries of the given rows, flattened: returns
         :obj:`(local_row, col)` where :obj:`local_row` indexes into
         :obj:`rows`.
+
+        Args:
+            rows (torch.Tensor): Row (user) ids, :obj:`torch.long`.
 
         Shapes:
             - **rows:** :math:`(B)`

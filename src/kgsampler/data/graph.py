@@ -131,16 +131,36 @@ class HomogeneousKG:
         return self.num_users
 
     def item_to_node(self, items: Tensor) -> Tensor:
-        r"""Node ids of item (or entity) ids. Shapes: any."""
+        r"""Node ids of item (or entity) ids: :math:`U + i`.
+
+        Args:
+            items (torch.Tensor): Item (or entity) ids.
+
+        Shapes:
+            - **items:** :math:`(*)`
+            - **output:** :math:`(*)`
+        """
         return items + self.num_users
 
     def node_to_item(self, nodes: Tensor) -> Tensor:
-        r"""Item (or entity) ids of node ids :math:`\geq U`. Shapes: any."""
+        r"""Item (or entity) ids of node ids :math:`\geq U`: :math:`n - U`.
+
+        Args:
+            nodes (torch.Tensor): Node ids, each :math:`\geq U`.
+
+        Shapes:
+            - **nodes:** :math:`(*)`
+            - **output:** :math:`(*)`
+        """
         return nodes - self.num_users
 
     def node_type(self) -> Tensor:
         r"""Type of every node: :obj:`0` user, :obj:`1` item, :obj:`2`
-        other entity. Shapes: output :math:`(U + E)`."""
+        other entity, as :obj:`torch.long`.
+
+        Shapes:
+            - **output:** :math:`(U + E)`
+        """
         out = torch.full((self.num_nodes, ), 2, dtype=torch.long,
                          device=self.edge_index.device)
         out[:self.num_users] = 0

@@ -62,6 +62,8 @@ def _read_bytes(path: str, who: str) -> bytes:
         raise FileNotFoundError(f"{who}: file '{path}' not found")
     with open(path, 'rb') as f:
         data = f.read()
+    if b'\r' in data:  # Windows (CR LF) and old Mac (lone CR) line breaks
+        data = data.replace(b'\r\n', b'\n').replace(b'\r', b'\n')
     return data[len(_BOM):] if data.startswith(_BOM) else data
 
 
@@ -280,7 +282,14 @@ def read_name_list(path: str) -> List[Optional[str]]:
         a, b = order[twice[0]], order[twice[0] + 1]
         raise ValueError(f"{who}: '{path}', line {lines[b]}: id {ids[b]} is "
                          f"already used on line {lines[a]}")
-    out: List[Optional[str]] = [None] * (int(id_arr.max()) + 1)
+    top = int(np.argmax(id_arr))
+    try:
+        out: List[Optional[str]] = [None] * (int(id_arr[top]) + 1)
+    except (MemoryError, OverflowError):
+        raise ValueError(f"{who}: '{path}', line {lines[top]}: id "
+                         f"{ids[top]} is too large (a list of "
+                         f"{ids[top] + 1} names does not fit into memory)"
+                         ) from None
     for i, name in zip(ids, names):
         out[i] = name
     return out
@@ -382,6 +391,16 @@ def read_kgat(path: str) -> KGATFiles:
 
     num_entities = max(num_items, int(ent.max()) + 1)
     num_relations = int(kg[:, 1].max()) + 1
+    for fname, names, count in (('entity_list.txt', entity_names,
+                                 num_entities),
+                                ('relation_list.txt', relation_names,
+                                 num_relations)):
+        if names is not None and len(names) > count:
+            warnings.warn(f"{who}: '{osp.join(path, fname)}' names ids up to "
+                          f"{len(names) - 1}, beyond the {count} of the data "
+                          f"files; the counts are extended to "
+                          f"{len(names)} (isolated nodes or unused "
+                          f"relations)", UserWarning, stacklevel=2)
     if entity_names is not None:
         num_entities = max(num_entities, len(entity_names))
     if relation_names is not None:

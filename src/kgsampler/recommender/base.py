@@ -28,27 +28,62 @@ class Recommender(torch.nn.Module, ABC):
 
     @abstractmethod
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`, output
-        :math:`(B, K)`."""
+        r"""Scores of user-item pairs; higher means more relevant.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            items (torch.Tensor): Candidate item ids per user,
+                :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **items:** :math:`(B, K)`
+            - **output:** :math:`(B, K)`
+        """
 
     @abstractmethod
     def loss(self, users: Tensor, pos_items: Tensor,
              neg_items: Tensor) -> Tensor:
-        r"""Scalar training loss.
+        r"""Scalar training loss of a batch of (user, positive, negatives).
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            pos_items (torch.Tensor): The positive item of each row,
+                :obj:`torch.long`.
+            neg_items (torch.Tensor): :math:`N` negative item ids per row
+                (e.g. :obj:`output.neg_items` of a
+                :class:`~kgsampler.sampler.Sampler`), :obj:`torch.long`.
 
         Shapes:
-            - **users, pos_items:** :math:`(B)`
+            - **users:** :math:`(B)`
+            - **pos_items:** :math:`(B)`
             - **neg_items:** :math:`(B, N)`
+            - **output:** :math:`()`
         """
 
     @abstractmethod
     def full_scores(self, users: Tensor) -> Tensor:
-        r"""Scores of every item. Shapes: **users** :math:`(B)`, output
-        :math:`(B, |\mathcal{I}|)`."""
+        r"""Scores of every item, for full-ranking evaluation.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **output:** :math:`(B, |\mathcal{I}|)`
+        """
 
     def item_representations(self, items: Tensor) -> Tensor:
-        r"""Item vectors used by the default :meth:`similarity`.
-        Shapes: **items** :math:`(*)`, output :math:`(*, d)`."""
+        r"""Item vectors used by the default :meth:`similarity`. Raises
+        :class:`NotImplementedError` unless overridden.
+
+        Args:
+            items (torch.Tensor): Item ids, :obj:`torch.long`.
+
+        Shapes:
+            - **items:** :math:`(*)`
+            - **output:** :math:`(*, d)`
+        """
         raise NotImplementedError(
             f"{self.__class__.__name__} implements neither similarity() nor "
             f"item_representations(); KGPolicy's similarity reward needs one")
@@ -56,6 +91,11 @@ class Recommender(torch.nn.Module, ABC):
     def similarity(self, items_a: Tensor, items_b: Tensor) -> Tensor:
         r"""Item-item similarity, inner product of
         :meth:`item_representations` by default.
+
+        Args:
+            items_a (torch.Tensor): Reference item ids, :obj:`torch.long`.
+            items_b (torch.Tensor): Item ids compared with the row's
+                :obj:`items_a`, :obj:`torch.long`.
 
         Shapes:
             - **items_a:** :math:`(B)`

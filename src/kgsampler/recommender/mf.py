@@ -31,11 +31,13 @@ class MF(Recommender):
         super().__init__()
         for name, v in (('num_users', num_users), ('num_items', num_items),
                         ('embedding_dim', embedding_dim)):
-            if not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"MF: '{name}' must be a positive int "
                                  f"(got {v!r})")
-        if reg < 0:
-            raise ValueError(f"MF: 'reg' must be non-negative (got {reg!r})")
+        if isinstance(reg, bool) or not isinstance(reg, (int, float)) or \
+                not 0 <= reg < float('inf'):
+            raise ValueError(f"MF: 'reg' must be a finite non-negative number "
+                             f"(got {reg!r})")
         self.num_users, self.num_items = num_users, num_items
         self.embedding_dim, self.reg = embedding_dim, float(reg)
         self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
@@ -47,26 +49,65 @@ class MF(Recommender):
         torch.nn.init.xavier_normal_(self.item_emb.weight)
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`, output
-        :math:`(B, K)`."""
+        r"""Inner products :math:`\mathbf{e}_u^{\top} \mathbf{e}_i` of each
+        user with its candidate items.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            items (torch.Tensor): Candidate item ids per user,
+                :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **items:** :math:`(B, K)`
+            - **output:** :math:`(B, K)`
+        """
         u = self.user_emb(users)
         return (self.item_emb(items) @ u.unsqueeze(-1)).squeeze(-1)
 
     def item_representations(self, items: Tensor) -> Tensor:
+        r"""The item embeddings :math:`\mathbf{e}_i` (so :meth:`similarity`
+        is :math:`\mathbf{e}_i^{\top} \mathbf{e}_j`).
+
+        Args:
+            items (torch.Tensor): Item ids, :obj:`torch.long`.
+
+        Shapes:
+            - **items:** :math:`(*)`
+            - **output:** :math:`(*, d)`, :math:`d` = :obj:`embedding_dim`
+        """
         return self.item_emb(items)
 
     def full_scores(self, users: Tensor) -> Tensor:
-        r"""Shapes: **users** :math:`(B)`, output :math:`(B,
-        |\mathcal{I}|)`."""
+        r"""Scores of every item for each user.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **output:** :math:`(B, |\mathcal{I}|)`
+        """
         return self.user_emb(users) @ self.item_emb.weight.t()
 
     def loss(self, users: Tensor, pos_items: Tensor,
              neg_items: Tensor) -> Tensor:
-        r"""BPR loss plus L2 regularisation.
+        r"""BPR loss (mean over the :math:`B N` (user, positive, negative)
+        triples) plus L2 regularisation of the batch's embeddings, as in
+        :class:`MF`.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            pos_items (torch.Tensor): The positive item of each row,
+                :obj:`torch.long`.
+            neg_items (torch.Tensor): :math:`N` negative item ids per row,
+                :obj:`torch.long`.
 
         Shapes:
-            - **users, pos_items:** :math:`(B)`
+            - **users:** :math:`(B)`
+            - **pos_items:** :math:`(B)`
             - **neg_items:** :math:`(B, N)`
+            - **output:** :math:`()`
         """
         u = self.user_emb(users)  # [B, d]
         p = self.item_emb(pos_items)  # [B, d]

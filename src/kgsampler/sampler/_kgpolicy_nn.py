@@ -156,10 +156,11 @@ class _MeanSpMM(torch.autograd.Function):
 
 class _MeanCSR:
     """A row-normalised adjacency (targets x sources) and its transpose."""
-    def __init__(self, edge_index: Tensor, num_nodes: int):
+    def __init__(self, edge_index: Tensor, num_nodes: int,
+                 dtype: torch.dtype = torch.float):
         src, dst = edge_index
         deg = torch.bincount(dst, minlength=num_nodes).clamp_(min=1)
-        val = 1.0 / deg[dst].to(torch.float)
+        val = 1.0 / deg[dst].to(dtype)
         size = (num_nodes, num_nodes)
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter('ignore', UserWarning)
@@ -234,7 +235,8 @@ class GraphEncoder(torch.nn.Module):
         device."""
         self.edge_index = edge_index
         if self.aggr_backend == 'csr':
-            self._adj = _MeanCSR(edge_index, self.num_nodes)
+            self._adj = _MeanCSR(edge_index, self.num_nodes,
+                                 self.embedding.weight.dtype)
         elif self.aggr_backend == 'torch_sparse':
             self._adj = _SparseTensor(row=edge_index[1], col=edge_index[0],
                                       sparse_sizes=(self.num_nodes,

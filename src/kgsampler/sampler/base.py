@@ -85,8 +85,18 @@ class Scorer(Protocol):
     samplers once it has this method.
     """
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`,
-        output :math:`(B, K)`."""
+        r"""Scores of user-item pairs; higher means more relevant.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            items (torch.Tensor): Candidate item ids per user,
+                :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **items:** :math:`(B, K)`
+            - **output:** :math:`(B, K)`
+        """
         ...
 
 
@@ -111,15 +121,37 @@ class EmbeddingScorer:
         return t.weight if isinstance(t, torch.nn.Embedding) else t
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        r"""Shapes: **users** :math:`(B)`, **items** :math:`(B, K)`, output
-        :math:`(B, K)`."""
+        r"""Scores :math:`\mathbf{e}_u^{\top} \mathbf{e}_i` of each user
+        with its candidate items.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            items (torch.Tensor): Candidate item ids per user,
+                :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **items:** :math:`(B, K)`
+            - **output:** :math:`(B, K)`
+        """
         u = self._table(self.user_emb)[users]
         i = self._table(self.item_emb)[items]
         return (i @ u.unsqueeze(-1)).squeeze(-1)
 
     def similarity(self, items_a: Tensor, items_b: Tensor) -> Tensor:
-        r"""Shapes: **items_a** :math:`(B)`, **items_b** :math:`(B, K)`,
-        output :math:`(B, K)`."""
+        r"""Item-item similarity :math:`\mathbf{e}_i^{\top} \mathbf{e}_j`
+        of each row's :obj:`items_a` with its :obj:`items_b`.
+
+        Args:
+            items_a (torch.Tensor): Reference item ids, :obj:`torch.long`.
+            items_b (torch.Tensor): Item ids compared with the row's
+                :obj:`items_a`, :obj:`torch.long`.
+
+        Shapes:
+            - **items_a:** :math:`(B)`
+            - **items_b:** :math:`(B, K)`
+            - **output:** :math:`(B, K)`
+        """
         table = self._table(self.item_emb)
         return (table[items_b] @ table[items_a].unsqueeze(-1)).squeeze(-1)
 
@@ -188,7 +220,8 @@ class Sampler(ABC):
         if not isinstance(train_pos, UserItemCSR):
             raise TypeError(f"{self.__class__.__name__}: 'train_pos' must be "
                             f"a UserItemCSR (got {type(train_pos).__name__})")
-        if not isinstance(max_rounds, int) or max_rounds < 0:
+        if isinstance(max_rounds, bool) or not isinstance(
+                max_rounds, int) or max_rounds < 0:
             raise ValueError(f"{self.__class__.__name__}: 'max_rounds' must "
                              f"be a non-negative int (got {max_rounds!r})")
         self.train_pos = train_pos
@@ -210,6 +243,13 @@ class Sampler(ABC):
             raise TypeError(f"{self.__class__.__name__}: 'monitor_pos' must "
                             f"be a UserItemCSR (got "
                             f"{type(monitor_pos).__name__})")
+        if monitor_pos is not None and (
+                monitor_pos.num_rows, monitor_pos.num_cols) != (
+                train_pos.num_rows, train_pos.num_cols):
+            raise ValueError(f"{self.__class__.__name__}: 'monitor_pos' must "
+                             f"have the shape of 'train_pos', "
+                             f"{(train_pos.num_rows, train_pos.num_cols)} "
+                             f"(got {(monitor_pos.num_rows, monitor_pos.num_cols)})")
         self.monitor = (Membership(monitor_pos) if monitor_pos is not None
                         and monitor_pos.nnz > 0 else None)
         self.scorer: Optional[Scorer] = None
@@ -273,7 +313,8 @@ class Sampler(ABC):
             raise ValueError(f"{cls}: 'users' and 'pos_items' must have the "
                              f"same length (got {users.numel()} and "
                              f"{pos_items.numel()})")
-        if not isinstance(num_neg, int) or num_neg < 1:
+        if isinstance(num_neg, bool) or not isinstance(num_neg, int) or \
+                num_neg < 1:
             raise ValueError(f"{cls}: 'num_neg' must be a positive int "
                              f"(got {num_neg!r})")
         if self.requires_scorer and self.scorer is None:
@@ -281,7 +322,10 @@ class Sampler(ABC):
                                f"call set_scorer(model) before sampling")
         self._check_has_negatives(users)
         out = self._sample(users, pos_items, num_neg)
-        assert out.neg_items.shape == (users.numel(), num_neg)
+        if tuple(out.neg_items.shape) != (users.numel(), num_neg):
+            raise RuntimeError(f"{cls}._sample returned 'neg_items' of shape "
+                               f"{tuple(out.neg_items.shape)}, expected "
+                               f"({users.numel()}, {num_neg})")
         self.stats['num_sampled'] += out.neg_items.numel()
         if out.fallback is not None:
             self._num_fallback += out.fallback.sum()
@@ -309,7 +353,22 @@ class Sampler(ABC):
         """One optimisation step of a learnable sampler, called by the
         trainer after the recommender step. Returns scalar logs: floats or
         0-dim tensors (left on the device, so that a training loop need not
-        sync with it every batch)."""
+        sync with it every batch). Does nothing here (returns :obj:`{}`).
+
+        Args:
+            users (torch.Tensor): The user ids :obj:`output` was sampled for,
+                :obj:`torch.long`.
+            pos_items (torch.Tensor): The positive items :obj:`output` was
+                sampled for, :obj:`torch.long`.
+            output (SamplerOutput): What :meth:`sample` returned for
+                :obj:`(users, pos_items)` (or its
+                :meth:`SamplerOutput.narrow` rows for this batch).
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **pos_items:** :math:`(B)`
+            - **output.neg_items:** :math:`(B, N)`
+        """
         return {}
 
     def reset_stats(self) -> None:
@@ -360,9 +419,14 @@ class Sampler(ABC):
         r"""Uniform draws among each user's non-positives, without rejection
         (one :func:`torch.searchsorted` a draw).
 
+        Args:
+            users (torch.Tensor): The user of each draw, :obj:`torch.long`;
+                each must have at least one item that is not a training
+                positive.
+
         Shapes:
             - **users:** :math:`(*)`
-            - **output:** :math:`(*)`
+            - **output:** :math:`(*)`, item ids (:obj:`torch.long`)
         """
         free = (self.num_items - self._deg[users]).to(torch.float)
         r = (torch.rand(users.shape, device=users.device) * free).long()
@@ -376,9 +440,14 @@ class Sampler(ABC):
         r"""Uniform draws among each user's non-positives: rejection for
         :obj:`max_rounds` rounds, then the exact draw for what is left.
 
+        Args:
+            users (torch.Tensor): The user of each draw, :obj:`torch.long`;
+                each must have at least one item that is not a training
+                positive.
+
         Shapes:
             - **users:** :math:`(*)`
-            - **output:** :math:`(*)`
+            - **output:** :math:`(*)`, item ids (:obj:`torch.long`)
         """
         items = torch.randint(self.num_items, users.shape,
                               device=users.device)
@@ -397,8 +466,16 @@ class Sampler(ABC):
         its user, for at most :obj:`max_rounds` rounds; returns the
         :obj:`torch.bool` mask of entries still positive.
 
+        Args:
+            users (torch.Tensor): The user of each entry, :obj:`torch.long`.
+            items (torch.Tensor): Item ids, :obj:`torch.long`, modified in
+                place.
+            draw (callable): :obj:`draw(n)` returns :obj:`n` new item ids, a
+                1-D :obj:`torch.long` tensor on :obj:`items`' device.
+
         Shapes:
-            - **users, items:** :math:`(*)`, same shape
+            - **users:** :math:`(*)`
+            - **items:** :math:`(*)`, the shape of **users**
             - **output:** :math:`(*)`
         """
         bad = self.is_pos(users, items)
@@ -414,6 +491,11 @@ class Sampler(ABC):
         r"""Replaces every training positive in :obj:`items` (of the row's
         user) by a uniform negative, in place; returns the :obj:`torch.bool`
         mask of replaced entries.
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            items (torch.Tensor): Item ids of each user's row,
+                :obj:`torch.long`, modified in place.
 
         Shapes:
             - **users:** :math:`(B)`

@@ -28,7 +28,8 @@ class DNS(Sampler):
     def __init__(self, train_pos: UserItemCSR, scorer: Optional[Scorer] = None,
                  num_candidates: int = 8, **kwargs):
         super().__init__(train_pos, **kwargs)
-        if not isinstance(num_candidates, int) or num_candidates < 1:
+        if isinstance(num_candidates, bool) or not isinstance(
+                num_candidates, int) or num_candidates < 1:
             raise ValueError(f"DNS: 'num_candidates' must be a positive int "
                              f"(got {num_candidates!r})")
         self.num_candidates = num_candidates

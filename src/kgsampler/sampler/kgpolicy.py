@@ -4,6 +4,7 @@ WWW 2020), on PyTorch Geometric."""
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -13,7 +14,7 @@ from torch import Tensor
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.sampler import _kgpolicy_nn as nn
 from kgsampler.sampler.base import Sampler, SamplerOutput, Scorer
-from kgsampler.utils._softmax import resolve_backend
+from kgsampler.utils._softmax import BACKENDS, resolve_backend
 
 
 @dataclass
@@ -44,7 +45,20 @@ class KGPolicyRollout:
     prob2: Optional[Tensor] = None
 
     def select(self, rows: Optional[Tensor]) -> 'KGPolicyRollout':
-        r"""The walks :obj:`rows` only (all if :obj:`None`)."""
+        r"""The walks :obj:`rows` only (all if :obj:`None`).
+
+        Args:
+            rows (torch.Tensor, optional): Indices of the walks to keep,
+                :obj:`torch.long`; :obj:`None` keeps all (returns
+                :obj:`self`).
+
+        Shapes:
+            - **rows:** :math:`(R')`
+            - **output:** a :class:`KGPolicyRollout` of the :math:`R'` walks:
+              **users** :math:`(R')`, **src1, src2, choice1, choice2**
+              :math:`(T, R')`, **cand1, prob1** :math:`(T, R', C_1)`,
+              **cand2, prob2** :math:`(T, R', C_2)`
+        """
         if rows is None:
             return self
         col = lambda x: None if x is None else x.index_select(1, rows)
@@ -67,9 +81,16 @@ class KGPolicyRollout:
     def cat(rollouts: List['KGPolicyRollout']) -> 'KGPolicyRollout':
         r"""The walks of several rollouts of one policy version, in order
         (candidate columns padded with :obj:`-1`, probabilities with 0)."""
+        if len(rollouts) == 0:
+            raise ValueError("KGPolicyRollout.cat: 'rollouts' must not be "
+                             "empty (got [])")
+        versions = sorted({r.version for r in rollouts})
+        if len(versions) > 1:
+            raise ValueError(f"KGPolicyRollout.cat: the rollouts must come "
+                             f"from one policy version (got versions "
+                             f"{versions})")
         if len(rollouts) == 1:
             return rollouts[0]
-        assert len({r.version for r in rollouts}) == 1
 
         def col(name, value=None):
             xs = [getattr(r, name) for r in rollouts]
@@ -305,21 +326,41 @@ class KGPolicy(Sampler, torch.nn.Module):
         for name, v in (('user_hops', user_hops),
                         ('center_reward', center_reward),
                         ('user_baseline', user_baseline),
-                        ('cap_reward', cap_reward)):
+                        ('cap_reward', cap_reward),
+                        ('prune_random', prune_random), ('greedy', greedy)):
             if not isinstance(v, bool):
                 raise TypeError(f"KGPolicy: '{name}' must be a bool "
                                 f"(got {v!r})")
         self.user_hops, self.center_reward = user_hops, center_reward
         self.user_baseline, self.cap_reward = user_baseline, cap_reward
-        if isinstance(entropy_weight, bool) or not isinstance(
-                entropy_weight, (int, float)) or entropy_weight < 0:
-            raise ValueError(f"KGPolicy: 'entropy_weight' must be a "
-                             f"non-negative number (got {entropy_weight!r})")
+        for name, v in (('w_p', w_p), ('w_s', w_s), ('gamma', gamma),
+                        ('baseline_decay', baseline_decay), ('lr', lr),
+                        ('weight_decay', weight_decay),
+                        ('negative_slope', negative_slope),
+                        ('entropy_weight', entropy_weight),
+                        ('positive_penalty', positive_penalty)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                    not math.isfinite(v):
+                raise TypeError(f"KGPolicy: '{name}' must be a finite "
+                                f"number (got {v!r})")
+        for name, v in (('weight_decay', weight_decay),
+                        ('entropy_weight', entropy_weight),
+                        ('positive_penalty', positive_penalty)):
+            if v < 0:
+                raise ValueError(f"KGPolicy: '{name}' must be a non-negative "
+                                 f"number (got {v!r})")
+        if not 0.0 <= negative_slope < 1.0:
+            raise ValueError(f"KGPolicy: 'negative_slope' must lie in [0, 1) "
+                             f"(got {negative_slope!r})")
+        if isinstance(num_entities, bool) or not isinstance(
+                num_entities, numbers.Integral):
+            raise TypeError(f"KGPolicy: 'num_entities' must be an int (got "
+                            f"{num_entities!r})")
+        if softmax_backend not in ('dense', ) + BACKENDS:
+            raise ValueError(f"KGPolicy: 'softmax_backend' must be one of "
+                             f"{('dense', ) + BACKENDS} (got "
+                             f"{softmax_backend!r})")
         self.entropy_weight = float(entropy_weight)
-        if isinstance(positive_penalty, bool) or not isinstance(
-                positive_penalty, (int, float)) or positive_penalty < 0:
-            raise ValueError(f"KGPolicy: 'positive_penalty' must be a "
-                             f"non-negative number (got {positive_penalty!r})")
         self.positive_penalty = float(positive_penalty)
         if n2 > n1:
             raise ValueError(f"KGPolicy: 'n2' must not exceed 'n1' (got "
@@ -353,6 +394,16 @@ class KGPolicy(Sampler, torch.nn.Module):
                 edge_index.size(0) != 2:
             raise ValueError(f"KGPolicy: 'edge_index' must be a [2, E] "
                              f"tensor (got {getattr(edge_index, 'shape', None)})")
+        if edge_index.is_floating_point() or edge_index.is_complex() or \
+                edge_index.dtype == torch.bool:
+            raise TypeError(f"KGPolicy: 'edge_index' must hold integer node "
+                            f"ids (got {edge_index.dtype})")
+        if edge_rel is not None and (not isinstance(edge_rel, Tensor) or
+                                     edge_rel.dim() != 1 or edge_rel.numel()
+                                     != edge_index.size(1)):
+            raise ValueError(f"KGPolicy: 'edge_rel' must hold one relation "
+                             f"id per edge, shape [{edge_index.size(1)}] "
+                             f"(got {tuple(getattr(edge_rel, 'shape', ()))})")
         edge_index = edge_index.long()
         if edge_index.numel() > 0 and (int(edge_index.min()) < 0 or int(
                 edge_index.max()) >= num_nodes):
@@ -435,15 +486,39 @@ class KGPolicy(Sampler, torch.nn.Module):
 
     def load_state_dict(self, *args, **kwargs):
         out = torch.nn.Module.load_state_dict(self, *args, **kwargs)
+        # gradients accumulated under the old parameters are dropped with
+        # them: the next update starts a fresh refresh interval
+        self.optimizer.zero_grad(set_to_none=True)
+        self._buffer = []
+        self._num_pending, self._pending_loss = 0, 0.0
         self._invalidate()
         return out
 
     def to(self, *args, **kwargs) -> 'KGPolicy':
         r"""Moves the parameters (as :meth:`torch.nn.Module.to`) and the
-        sampler's tables (as :meth:`Sampler.to`)."""
+        sampler's tables (as :meth:`Sampler.to`); so do :meth:`cuda`,
+        :meth:`cpu`, :meth:`double` and every other
+        :meth:`torch.nn.Module._apply`."""
         torch.nn.Module.to(self, *args, **kwargs)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        torch.nn.Module._apply(self, fn, *args, **kwargs)
+        if getattr(self, '_nbr1', None) is not None:  # built
+            self._follow_parameters()
+        return self
+
+    def _follow_parameters(self) -> None:
+        r"""Puts the non-parameter tables on the parameters' device and
+        rebuilds the aggregation structure in their dtype."""
         device = self.encoder.embedding.weight.device
         Sampler.to(self, device)
+        for group in self.optimizer.param_groups:  # Adam's moments follow
+            for p in group['params']:
+                state = self.optimizer.state.get(p, {})
+                for k, v in state.items():
+                    if k != 'step' and isinstance(v, Tensor):
+                        state[k] = v.to(p.device, p.dtype)
         self.edge_index = self.edge_index.to(device)
         if self.edge_rel is not None:
             self.edge_rel = self.edge_rel.to(device)
@@ -455,7 +530,6 @@ class KGPolicy(Sampler, torch.nn.Module):
         self._buffer = []
         self._num_pending, self._pending_loss = 0, 0.0
         self._invalidate()
-        return self
 
     @property
     def device(self) -> torch.device:
@@ -718,7 +792,16 @@ class KGPolicy(Sampler, torch.nn.Module):
 
     def returns(self, reward: Tensor) -> Tensor:
         r"""Discounted returns :math:`G_t = \sum_{k \geq t} \gamma^{k-t}
-        R_k`. Shapes: **reward** :math:`(B, N, T)`, output the same."""
+        R_k` over the :math:`T` steps of each walk.
+
+        Args:
+            reward (torch.Tensor): Per-step rewards :math:`R_t` (e.g. from
+                :meth:`reward`), steps in the last dimension.
+
+        Shapes:
+            - **reward:** :math:`(B, N, T)`
+            - **output:** :math:`(B, N, T)`
+        """
         out = torch.empty_like(reward)
         acc = torch.zeros_like(reward[..., 0])
         for t in range(reward.size(-1) - 1, -1, -1):
@@ -736,8 +819,17 @@ class KGPolicy(Sampler, torch.nn.Module):
 
         Args:
             output (KGPolicyOutput): A :meth:`sample` output.
-            reward (torch.Tensor): Per-step rewards, :math:`(B, N, T)`.
-            h (torch.Tensor, optional): Representations with their graph.
+            reward (torch.Tensor): Per-step rewards, e.g. from
+                :meth:`reward`; the shape of :obj:`output.proposals`.
+            h (torch.Tensor, optional): Representations with their graph
+                (as :meth:`forward`). (default: :obj:`None`)
+
+        Shapes:
+            - **output.neg_items:** :math:`(B, N)`
+            - **output.proposals:** :math:`(B, N, T)`
+            - **reward:** :math:`(B, N, T)`
+            - **h:** :math:`(|\mathcal{U}| + |\mathcal{E}|, d)`
+            - **return:** :math:`()`
         """
         T = output.proposals.size(-1)
         if reward.shape != output.proposals.shape:
@@ -758,8 +850,21 @@ class KGPolicy(Sampler, torch.nn.Module):
         :obj:`cap_reward`); :math:`-c` for proposals that are training
         positives when :obj:`positive_penalty` :math:`= c > 0`.
 
-        Shapes: **users, pos_items** :math:`(B)`, **proposals**
-        :math:`(B, N, T)`, output :math:`(B, N, T)`."""
+        Args:
+            users (torch.Tensor): The user of each row, :obj:`torch.long`.
+            pos_items (torch.Tensor): The positive item :math:`i` of each
+                row, :obj:`torch.long`.
+            proposals (torch.Tensor): Item ids :math:`e_t` proposed at each
+                of the :math:`T` = :obj:`steps` steps of the row's :math:`N`
+                walks (:obj:`output.proposals` of :meth:`sample`),
+                :obj:`torch.long`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **pos_items:** :math:`(B)`
+            - **proposals:** :math:`(B, N, T)`
+            - **output:** :math:`(B, N, T)`
+        """
         B = users.numel()
         flat = proposals.reshape(B, -1)
         r = torch.zeros(flat.shape, device=flat.device)
@@ -789,8 +894,9 @@ class KGPolicy(Sampler, torch.nn.Module):
 
     def update(self, users: Tensor, pos_items: Tensor,
                output: SamplerOutput) -> Dict[str, Union[float, Tensor]]:
-        r"""Rewards the batch's walks with the (frozen) recommender and
-        accumulates their policy gradient; every :obj:`refresh_interval`
+        r"""Rewards the batch's walks (one per negative: :math:`N` a row,
+        each of :math:`T` = :obj:`steps` steps) with the (frozen) recommender
+        and accumulates their policy gradient; every :obj:`refresh_interval`
         batches takes one Adam step (one backward pass through the encoder),
         after which the representations are recomputed on the next
         :meth:`sample`.
@@ -802,10 +908,41 @@ class KGPolicy(Sampler, torch.nn.Module):
 
         Returns :obj:`sampler_reward` (the batch's mean last-step reward) and
         :obj:`sampler_loss` (the policy loss of the last update) as 0-dim
-        tensors on the sampler's device: no host sync per batch."""
+        tensors on the sampler's device: no host sync per batch.
+
+        Args:
+            users (torch.Tensor): The users of the rows :obj:`output` was
+                sampled for (the :obj:`users` passed to :meth:`sample`, or
+                this batch's rows of them when :obj:`output` was narrowed),
+                :obj:`torch.long`. Only dtype and shape are checked, not the
+                values.
+            pos_items (torch.Tensor): The positive items of those same rows,
+                :obj:`torch.long`. Only dtype and shape are checked.
+            output (KGPolicyOutput): The :meth:`sample` output for those
+                rows (or its :meth:`KGPolicyOutput.narrow` rows), with its
+                :obj:`rollout`.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **pos_items:** :math:`(B)`
+            - **output.neg_items:** :math:`(B, N)`
+            - **output.proposals:** :math:`(B, N, T)`, rewarded by
+              :meth:`reward` into per-step rewards :math:`(B, N, T)`
+        """
         if not isinstance(output, KGPolicyOutput) or output.rollout is None:
             raise TypeError("KGPolicy.update: 'output' must come from "
                             "KGPolicy.sample")
+        B = output.neg_items.size(0)
+        for name, t in (('users', users), ('pos_items', pos_items)):
+            # shape checks only (no host sync): the values are the ones the
+            # walks were sampled for
+            if not isinstance(t, Tensor) or t.dtype != torch.long or \
+                    t.dim() != 1 or t.numel() != B:
+                raise ValueError(
+                    f"KGPolicy.update: '{name}' must be the 1-D torch.long "
+                    f"tensor of the {B} rows 'output' was sampled for (got "
+                    f"{getattr(t, 'dtype', type(t).__name__)} of shape "
+                    f"{tuple(getattr(t, 'shape', ()))})")
         reward = self.reward(users, pos_items, output.proposals)
         with torch.no_grad():
             G = self.returns(reward)
@@ -1091,6 +1228,15 @@ def format_paths(dataset, users: Tensor, output: SamplerOutput,
         users (torch.Tensor): The users passed to :meth:`KGPolicy.sample`.
         output (SamplerOutput): Its output (needs :obj:`paths`).
         n (int, optional): Number of paths to format. (default: :obj:`5`)
+
+    Shapes:
+        - **users:** :math:`(B)`
+        - **output.neg_items:** :math:`(B, N)`
+        - **output.paths:** :math:`(B, N, L)`, :math:`L = 2T + 1` for
+          :class:`KGPolicy` (:obj:`-1` pads)
+        - **output.fallback:** :math:`(B, N)`, optional
+        - **return:** a list of :math:`\min(n, B N)` strings, rows in
+          order (row :math:`b`'s :math:`N` paths, then row :math:`b + 1`'s)
     """
     if output.paths is None:
         raise ValueError("format_paths: 'output' has no paths (not a "

@@ -25,9 +25,10 @@ class PNS(Sampler):
     def __init__(self, train_pos: UserItemCSR, alpha: float = 1.0,
                  max_rounds: int = 10, **kwargs):
         super().__init__(train_pos, max_rounds=max_rounds, **kwargs)
-        if not isinstance(alpha, (int, float)) or alpha < 0:
-            raise ValueError(f"PNS: 'alpha' must be a non-negative number "
-                             f"(got {alpha!r})")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) \
+                or not 0 <= alpha < float('inf'):
+            raise ValueError(f"PNS: 'alpha' must be a finite non-negative "
+                             f"number (got {alpha!r})")
         self.alpha = float(alpha)
         count = torch.bincount(train_pos.indices, minlength=self.num_items)
         weight = count.double().pow(self.alpha)

@@ -44,6 +44,7 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
         ground_truth (UserItemCSR): The held-out positives to find.
         exclude (iterable of UserItemCSR, optional): Known positives removed
             from the ranking (train; train and valid when testing).
+            (default: :obj:`()`)
         ks (sequence of int, optional): Cut-offs. (default: :obj:`(20,)`)
         batch_size (int, optional): Users scored at once.
             (default: :obj:`4096`)
@@ -52,14 +53,39 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
         per_user (bool, optional): Also return the per-user metric tensors
             under :obj:`"per_user"` and the user ids under :obj:`"users"`.
             (default: :obj:`False`)
+
+    Shapes:
+        - **score_fn input:** :math:`(B)` user ids (:obj:`torch.long`, on
+          :obj:`ground_truth`'s device), :math:`B \leq` :obj:`batch_size`
+        - **score_fn output:** :math:`(B, |\mathcal{I}|)`
+        - **per_user:** :math:`(|\mathcal{U}'|)` per metric, and **users**
+          :math:`(|\mathcal{U}'|)`, :math:`\mathcal{U}'` the users with at
+          least one ground-truth item
     """
-    ks = sorted(set(int(k) for k in ks))
-    if not ks or ks[0] < 1:
-        raise ValueError(f"evaluate: 'ks' must be positive ints (got {ks})")
-    if batch_size < 1:
-        raise ValueError(f"evaluate: 'batch_size' must be positive "
-                         f"(got {batch_size})")
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Iterable):
+        raise ValueError(f"evaluate: 'ks' must be a sequence of positive ints "
+                         f"(got {ks!r})")
+    ks_in = list(ks)
+    if not ks_in or any(isinstance(k, bool) or not isinstance(k, int) or
+                        k < 1 for k in ks_in):
+        raise ValueError(f"evaluate: 'ks' must be a sequence of positive ints "
+                         f"(got {ks_in!r})")
+    ks = sorted(set(ks_in))
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or \
+            batch_size < 1:
+        raise ValueError(f"evaluate: 'batch_size' must be a positive int "
+                         f"(got {batch_size!r})")
     exclude = list(exclude)
+    for name, csr in [('ground_truth', ground_truth)] + [
+            (f'exclude[{i}]', e) for i, e in enumerate(exclude)]:
+        if not isinstance(csr, UserItemCSR):
+            raise TypeError(f"evaluate: '{name}' must be a UserItemCSR (got "
+                            f"{type(csr).__name__})")
+        if (csr.num_rows, csr.num_cols) != (ground_truth.num_rows,
+                                            ground_truth.num_cols):
+            raise ValueError(f"evaluate: '{name}' must have the shape of "
+                             f"'ground_truth', {(ground_truth.num_rows, ground_truth.num_cols)} "
+                             f"(got {(csr.num_rows, csr.num_cols)})")
     num_items = ground_truth.num_cols
     device = ground_truth.device
     max_k = min(ks[-1], num_items)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -10,6 +11,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from kgsampler.data.csr import UserItemCSR
 from kgsampler.recommender.base import Recommender
 from kgsampler.sampler.base import Sampler
 from kgsampler.train.evaluate import evaluate
@@ -112,27 +114,66 @@ class Trainer:
         for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
                         ('eval_every', eval_every), ('num_neg', num_neg),
                         ('eval_batch_size', eval_batch_size),
-                        ('sparsity_groups', sparsity_groups)):
-            if not isinstance(v, int) or v < 1:
+                        ('sparsity_groups', sparsity_groups),
+                        ('patience', patience)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Trainer: '{name}' must be a positive int "
                                  f"(got {v!r})")
-        if not isinstance(patience, int) or patience < 1:
-            raise ValueError(f"Trainer: 'patience' must be a positive int "
-                             f"(got {patience!r})")
+        for name, v in (('lr', lr), ('weight_decay', weight_decay)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                    not math.isfinite(v):
+                raise TypeError(f"Trainer: '{name}' must be a finite number "
+                                f"(got {v!r})")
         if not lr > 0:
             raise ValueError(f"Trainer: 'lr' must be positive (got {lr!r})")
         if not weight_decay >= 0:
             raise ValueError(f"Trainer: 'weight_decay' must be non-negative "
                              f"(got {weight_decay!r})")
+        if isinstance(ks, (str, bytes)) or not isinstance(
+                ks, Sequence) or not ks or any(
+                isinstance(k, bool) or not isinstance(k, int) or k < 1
+                for k in ks):
+            raise ValueError(f"Trainer: 'ks' must be a non-empty sequence of "
+                             f"positive ints (got {ks!r})")
+        metrics = ('recall', 'ndcg', 'precision', 'hit') + (
+            ('ndcg_kgat', ) if kgat_ndcg else ())
+        name, _, k = monitor.partition('@') if isinstance(monitor, str) \
+            else ('', '', '')
+        if name not in metrics or not k.isdigit() or int(k) not in ks:
+            raise ValueError(f"Trainer: 'monitor' must be one of {metrics} at "
+                             f"one of ks={tuple(ks)}, e.g. 'ndcg@{ks[0]}' "
+                             f"(got {monitor!r})")
         if not isinstance(model, Recommender):
             raise TypeError(f"Trainer: 'model' must be a Recommender "
                             f"(got {type(model).__name__})")
         if not isinstance(sampler, Sampler):
             raise TypeError(f"Trainer: 'sampler' must be a Sampler "
                             f"(got {type(sampler).__name__})")
+        for split in ('train_pos', 'valid_pos', 'test_pos'):
+            if not isinstance(getattr(dataset, split, None), UserItemCSR):
+                raise TypeError(f"Trainer: 'dataset' must provide '{split}' "
+                                f"as a UserItemCSR, as KGRecDataset does "
+                                f"(got {type(dataset).__name__})")
+        U, I = dataset.train_pos.num_rows, dataset.train_pos.num_cols
+        for who, obj in (('model', model), ('sampler', sampler)):
+            size = (getattr(obj, 'num_users', U), getattr(obj, 'num_items', I))
+            if size != (U, I):
+                raise ValueError(f"Trainer: the {who} was built for "
+                                 f"{size[0]} users and {size[1]} items, the "
+                                 f"dataset has {U} and {I}")
         if device == 'auto':
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        self.device = torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"Trainer: 'device' must be 'cpu', 'cuda', "
+                             f"'cuda:N' or 'auto' (got {device!r})") from e
+        if device.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f"Trainer: device={str(device)!r} but CUDA is "
+                             f"not available here; use 'cpu' or 'auto'")
+        if device == 'auto':
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        self.device = device
         self.model = model.to(self.device)
         self.sampler = sampler.to(self.device)
         if sampler.requires_scorer:
@@ -145,11 +186,6 @@ class Trainer:
         self.patience, self.eval_every, self.num_neg = (patience, eval_every,
                                                         num_neg)
         self.ks, self.eval_batch_size = tuple(ks), eval_batch_size
-        if monitor.split('@')[0] not in ('recall', 'ndcg', 'precision',
-                                         'hit', 'ndcg_kgat') or \
-                int(monitor.split('@')[-1]) not in self.ks:
-            raise ValueError(f"Trainer: 'monitor' must be a metric at one of "
-                             f"ks={self.ks}, e.g. 'ndcg@20' (got {monitor!r})")
         self.monitor, self.kgat_ndcg = monitor, kgat_ndcg
         self.progress, self.checkpoint_path = progress, checkpoint_path
         self.track_dynamics = track_dynamics
