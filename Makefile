@@ -1,9 +1,12 @@
-# Fresh-machine entry points. torch is installed first from the pinned CPU wheel
-# (a bare `torch` requirement would pull a multi-GB CUDA build).
+# Fresh-machine entry points. torch is installed first, pinned (a bare `torch` requirement
+# could pull another, multi-GB CUDA build). This project's machines resolve the pin to a
+# local CPU wheel; elsewhere set TORCH_INDEX=https://download.pytorch.org/whl/cpu for the
+# CPU build.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 STAMP  := $(VENV)/.kgsampler-installed
 
 .PHONY: run test install scatter clean
@@ -11,7 +14,7 @@ STAMP  := $(VENV)/.kgsampler-installed
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/pip install -q '.[test,plot]'
 	touch $(STAMP)
 

@@ -2,8 +2,8 @@
 # KGPolicy ablations (the paper's Tables 4 and 5, and the pruned size n2) as Hydra multiruns on
 # one core, 3 seeds, from the cached RNS warm start. Usage, from the repository root after
 # `make install`:
-#   bash benchmarks/ablations.sh lastfm      # ~30 min here
-#   bash benchmarks/ablations.sh ml-1m       # ~3 h here (SEEDS=1 for one seed: ~1 h)
+#   bash benchmarks/ablations.sh lastfm      # ~5 min here (2026-11-26 code)
+#   bash benchmarks/ablations.sh ml-1m       # ~45 min here (SEEDS=1 for one seed: ~15 min)
 # then, e.g.:
 #   kgsampler-report multirun/ablation/lastfm/steps --select sampler.steps --all
 #   kgsampler-report multirun/ablation/lastfm/reward --select sampler.w_p sampler.w_s --all
