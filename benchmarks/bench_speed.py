@@ -33,8 +33,8 @@ import torch
 
 from _common import dataset_dir, header
 
-SAMPLERS = ['rns', 'pns', 'dns', 'kgpolicy', 'kgpolicy-noext',
-            'kgpolicy-dense', 'kgpolicy-stepwise']
+SAMPLERS = ['rns', 'pns', 'dns', 'adversarial', 'randomwalk', 'kgpolicy',
+            'kgpolicy-noext', 'kgpolicy-dense', 'kgpolicy-stepwise']
 
 
 def rss_mb() -> float:
@@ -54,7 +54,8 @@ def sync(device: torch.device) -> None:
 
 
 def worker(args) -> None:
-    from kgsampler import DNS, MF, PNS, RNS, KGPolicy, KGRecDataset, Trainer
+    from kgsampler import (DNS, MF, PNS, RNS, Adversarial, KGPolicy,
+                           KGRecDataset, RandomWalk, Trainer)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -68,6 +69,10 @@ def worker(args) -> None:
         sampler = PNS(ds.train_pos)
     elif name == 'dns':
         sampler = DNS(ds.train_pos, num_candidates=8)
+    elif name == 'adversarial':
+        sampler = Adversarial(ds.train_pos)
+    elif name == 'randomwalk':
+        sampler = RandomWalk.from_dataset(ds)
     else:
         kw = ({'softmax_backend': 'pyg', 'aggr_backend': 'csr'}
               if name == 'kgpolicy-noext' else

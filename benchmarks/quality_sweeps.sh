@@ -4,6 +4,10 @@
 # after `make install`; results go to multirun/quality/*, then:
 #   kgsampler-report multirun/quality/lastfm --select trainer.lr trainer.weight_decay --baseline rns
 #   kgsampler-report multirun/quality/ml1m --select trainer.lr --baseline rns
+#   kgsampler-report multirun/quality/lastfm_rw --select trainer.lr trainer.weight_decay
+#   kgsampler-report multirun/quality/ml1m_rw --select trainer.lr
+#   kgsampler-report multirun/quality/lastfm_adv --select trainer.lr trainer.weight_decay
+#   kgsampler-report multirun/quality/ml1m_adv --select trainer.lr
 #   kgsampler-report multirun/quality/lastfm_kgp multirun/quality/lastfm_dnspre --select sampler.user_hops --all
 #   kgsampler-report multirun/quality/ml1m_kgp multirun/quality/ml1m_dnspre --select sampler.user_hops --all
 set -euo pipefail
@@ -19,6 +23,18 @@ kgsampler-train -m $lastfm sampler=rns,pns,dns trainer.lr=1e-3,5e-3 trainer.weig
   seed=1,2,3 trainer.patience=20 $common hydra.sweep.dir=$out/lastfm
 kgsampler-train -m $ml1m sampler=rns,pns,dns trainer.lr=1e-3,5e-3 \
   seed=1,2,3 trainer.patience=20 $common hydra.sweep.dir=$out/ml1m
+
+# 1b. The non-learned knowledge-graph baseline: MF with RandomWalk negatives (T = 2), same grid.
+kgsampler-train -m $lastfm sampler=randomwalk trainer.lr=1e-3,5e-3 trainer.weight_decay=0,1e-5 \
+  seed=1,2,3 trainer.patience=20 $common hydra.sweep.dir=$out/lastfm_rw
+kgsampler-train -m $ml1m sampler=randomwalk trainer.lr=1e-3,5e-3 \
+  seed=1,2,3 trainer.patience=20 $common hydra.sweep.dir=$out/ml1m_rw
+
+# 1c. Adversarial (IRGAN-style generator over 16 uniform candidates), same grid.
+kgsampler-train -m $lastfm sampler=adversarial trainer.lr=1e-3,5e-3 trainer.weight_decay=0,1e-5 \
+  seed=1,2,3 trainer.patience=20 $common hydra.sweep.dir=$out/lastfm_adv
+kgsampler-train -m $ml1m sampler=adversarial trainer.lr=1e-3,5e-3 \
+  seed=1,2,3 trainer.patience=20 $common hydra.sweep.dir=$out/ml1m_adv
 
 # 2. KGPolicy (warm start: RNS at the baseline's best settings, cached), and DNS from the same
 #    warm start as a control; the co-training lr was chosen on validation with seed 1.

@@ -30,7 +30,7 @@ def run(args, cwd):
     return proc
 
 
-@pytest.mark.parametrize('sampler', ['rns', 'dns'])
+@pytest.mark.parametrize('sampler', ['rns', 'dns', 'randomwalk', 'adversarial'])
 def test_train_writes_metrics(tmp_path, sampler):
     run([f'sampler={sampler}', *TINY, 'seed=3', f'hydra.run.dir={tmp_path}/run'],
         cwd=tmp_path)

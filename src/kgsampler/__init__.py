@@ -11,8 +11,9 @@ Typical use inside your own training loop::
 from kgsampler.data import (KGRecDataset, UserItemCSR, build_hetero_data,
                             make_synthetic)
 from kgsampler.recommender import MF, Recommender
-from kgsampler.sampler import (DNS, PNS, RNS, EmbeddingScorer, KGPolicy,
-                               Sampler, SamplerOutput, Scorer, format_paths)
+from kgsampler.sampler import (DNS, PNS, RNS, Adversarial, EmbeddingScorer,
+                               KGPolicy, RandomWalk, Sampler, SamplerOutput,
+                               Scorer, format_paths)
 from kgsampler.train import Trainer, TrainResult, evaluate
 
 __version__ = '0.1.0'
@@ -29,6 +30,8 @@ __all__ = [
     'RNS',
     'PNS',
     'DNS',
+    'Adversarial',
+    'RandomWalk',
     'KGPolicy',
     'format_paths',
     'Recommender',

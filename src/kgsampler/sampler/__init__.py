@@ -1,9 +1,11 @@
 """Negative samplers."""
+from kgsampler.sampler.adversarial import Adversarial, AdversarialOutput
 from kgsampler.sampler.base import EmbeddingScorer, Sampler, SamplerOutput, Scorer
 from kgsampler.sampler.dns import DNS
 from kgsampler.sampler.kgpolicy import (KGPolicy, KGPolicyOutput,
                                          KGPolicyRollout, format_paths)
 from kgsampler.sampler.popularity import PNS
+from kgsampler.sampler.random_walk import RandomWalk
 from kgsampler.sampler.uniform import RNS
 
 __all__ = [
@@ -14,6 +16,9 @@ __all__ = [
     'RNS',
     'PNS',
     'DNS',
+    'Adversarial',
+    'AdversarialOutput',
+    'RandomWalk',
     'KGPolicy',
     'KGPolicyOutput',
     'KGPolicyRollout',

@@ -159,6 +159,34 @@ class EmbeddingScorer:
         return f'{self.__class__.__name__}()'
 
 
+def optimizer_follow(optimizer: torch.optim.Optimizer) -> None:
+    r"""Moves an optimizer's per-parameter state (e.g. Adam's moments) to
+    the device and dtype of its parameter, after the parameters were moved
+    by :meth:`torch.nn.Module.to` (the step counters stay where they
+    are)."""
+    for group in optimizer.param_groups:
+        for p in group['params']:
+            state = optimizer.state.get(p, {})
+            for k, v in state.items():
+                if k != 'step' and isinstance(v, Tensor):
+                    state[k] = v.to(p.device, p.dtype)
+
+
+def check_update_batch(who: str, users: Tensor, pos_items: Tensor,
+                       num_rows: int) -> None:
+    r"""Checks that :obj:`users` and :obj:`pos_items` can be the
+    :obj:`num_rows` rows an output was sampled for: 1-D :obj:`torch.long` of
+    that length (shapes only: no host sync on the update path)."""
+    for name, t in (('users', users), ('pos_items', pos_items)):
+        if not isinstance(t, Tensor) or t.dtype != torch.long or \
+                t.dim() != 1 or t.numel() != num_rows:
+            raise ValueError(
+                f"{who}.update: '{name}' must be the 1-D torch.long tensor "
+                f"of the {num_rows} rows 'output' was sampled for (got "
+                f"{getattr(t, 'dtype', type(t).__name__)} of shape "
+                f"{tuple(getattr(t, 'shape', ()))})")
+
+
 def _check_index(name: str, cls: str, t: Tensor, upper: int) -> None:
     if not isinstance(t, Tensor):
         raise TypeError(f"{cls}: '{name}' must be a torch.Tensor "

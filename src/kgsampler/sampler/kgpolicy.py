@@ -13,7 +13,8 @@ from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.sampler import _kgpolicy_nn as nn
-from kgsampler.sampler.base import Sampler, SamplerOutput, Scorer
+from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
+                                    check_update_batch, optimizer_follow)
 from kgsampler.utils._softmax import BACKENDS, resolve_backend
 
 
@@ -513,12 +514,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         rebuilds the aggregation structure in their dtype."""
         device = self.encoder.embedding.weight.device
         Sampler.to(self, device)
-        for group in self.optimizer.param_groups:  # Adam's moments follow
-            for p in group['params']:
-                state = self.optimizer.state.get(p, {})
-                for k, v in state.items():
-                    if k != 'step' and isinstance(v, Tensor):
-                        state[k] = v.to(p.device, p.dtype)
+        optimizer_follow(self.optimizer)  # Adam's moments follow
         self.edge_index = self.edge_index.to(device)
         if self.edge_rel is not None:
             self.edge_rel = self.edge_rel.to(device)
@@ -932,17 +928,8 @@ class KGPolicy(Sampler, torch.nn.Module):
         if not isinstance(output, KGPolicyOutput) or output.rollout is None:
             raise TypeError("KGPolicy.update: 'output' must come from "
                             "KGPolicy.sample")
-        B = output.neg_items.size(0)
-        for name, t in (('users', users), ('pos_items', pos_items)):
-            # shape checks only (no host sync): the values are the ones the
-            # walks were sampled for
-            if not isinstance(t, Tensor) or t.dtype != torch.long or \
-                    t.dim() != 1 or t.numel() != B:
-                raise ValueError(
-                    f"KGPolicy.update: '{name}' must be the 1-D torch.long "
-                    f"tensor of the {B} rows 'output' was sampled for (got "
-                    f"{getattr(t, 'dtype', type(t).__name__)} of shape "
-                    f"{tuple(getattr(t, 'shape', ()))})")
+        check_update_batch('KGPolicy', users, pos_items,
+                           output.neg_items.size(0))
         reward = self.reward(users, pos_items, output.proposals)
         with torch.no_grad():
             G = self.returns(reward)
