@@ -124,7 +124,7 @@ def test_module_behaviour(pos):
     s.reset_parameters()
     assert not torch.equal(before, s.user_emb.weight)
     assert repr(s) == ('Adversarial(num_users=3, num_items=8, '
-                       'num_candidates=16, temperature=1.0)')
+                       'num_candidates=4, temperature=1.0)')
     users, items = torch.tensor([0, 1]), torch.tensor([0, 2])
     s.update(users, items, s.sample(users, items))  # Adam has moments now
     assert s.to('cpu') is s
