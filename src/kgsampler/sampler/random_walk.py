@@ -12,15 +12,6 @@ from kgsampler.sampler import _kgpolicy_nn as nn
 from kgsampler.sampler.base import Sampler, SamplerOutput
 
 
-def _csr(src: Tensor, dst: Tensor, num_rows: int):
-    r"""Row pointers and column ids of the edges :obj:`src -> dst` (rows
-    :obj:`0..num_rows-1`), grouped by source."""
-    order = torch.argsort(src, stable=True)
-    indptr = torch.zeros(num_rows + 1, dtype=torch.long, device=src.device)
-    indptr[1:] = torch.cumsum(torch.bincount(src, minlength=num_rows), 0)
-    return indptr, dst[order].contiguous()
-
-
 class RandomWalk(Sampler):
     r"""Random-walk negatives over the collaborative knowledge graph: from
     the positive item :math:`e_0 = i`, :math:`T` steps of item
@@ -95,10 +86,14 @@ class RandomWalk(Sampler):
         first = (src >= U) & (src < U + I)
         if not user_hops:
             first &= dst >= U
-        self._ptr1, self._col1 = _csr(src[first] - U, dst[first], I)
+        adj1 = UserItemCSR.from_pairs(src[first] - U, dst[first], I,
+                                      num_nodes)
         # second hop: any node -> item
         second = (dst >= U) & (dst < U + I)
-        self._ptr2, self._col2 = _csr(src[second], dst[second], num_nodes)
+        adj2 = UserItemCSR.from_pairs(src[second], dst[second], num_nodes,
+                                      num_nodes)
+        self._ptr1, self._col1 = adj1.indptr, adj1.indices
+        self._ptr2, self._col2 = adj2.indptr, adj2.indices
         self.reset_stats()
 
     @classmethod
@@ -180,7 +175,7 @@ class RandomWalk(Sampler):
                                      item_ok)
             ok = nxt >= 0
             deg1 = self._ptr1[cur - U + 1] - self._ptr1[cur - U]
-            counts += torch.stack([torch.ones_like(ok).sum(),
+            counts += torch.stack([torch.full_like(counts[0], ok.numel()),
                                    (deg1 == 0).sum(), (~ok).sum()])
             path += [mid, nxt]
             history = torch.cat([history, mid.view(-1, 1), nxt.view(-1, 1)],
