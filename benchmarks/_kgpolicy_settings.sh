@@ -10,5 +10,9 @@ case $name in
           scratch="trainer.lr=1e-3 trainer.weight_decay=1e-5" ;;
   ml-1m) data="pretrain.lr=1e-3 trainer.lr=2e-4"
          scratch="trainer.lr=1e-3" ;;
+  amazon-book)  # a stated budget, one seed: a 30-epoch warm start, 10 co-training epochs
+         seeds=${SEEDS:-1}
+         data="pretrain.epochs=30 pretrain.lr=1e-3 trainer.lr=2e-4 trainer.max_epochs=10 trainer.eval_every=5"
+         scratch="trainer.lr=1e-3 trainer.max_epochs=30 trainer.eval_every=5" ;;
   *) echo "unknown dataset $name" >&2; exit 2 ;;
 esac

@@ -25,7 +25,7 @@ import torch
 from kgsampler.data import KGRecDataset
 from kgsampler.recommender import MF
 from kgsampler.sampler import DNS, RNS, KGPolicy
-from kgsampler.sampler import _kgpolicy_nn
+from kgsampler.sampler import _kgpolicy_graph as kg_graph
 from kgsampler.train import Trainer
 from kgsampler.utils import _softmax
 
@@ -80,7 +80,7 @@ def main():
     print(f'torch {torch.__version__}, threads={torch.get_num_threads()}, '
           f'{platform.processor() or platform.machine()}')
     print(f'torch-scatter installed: {_softmax.HAS_TORCH_SCATTER}, '
-          f'torch-sparse installed: {_kgpolicy_nn.HAS_TORCH_SPARSE}, '
+          f'torch-sparse installed: {kg_graph.HAS_TORCH_SPARSE}, '
           f'--no-extensions: {args.no_extensions}')
 
     configs = [('RNS', lambda: RNS(dataset.train_pos)),
@@ -147,14 +147,14 @@ def main():
 def encoder_times(dataset, repeats: int = 3):
     """Forward + backward of the 2-layer SAGEConv encoder over the whole
     collaborative KG, per aggregation back end (best of :obj:`repeats`)."""
-    edge_index, _, _ = _kgpolicy_nn.collaborative_graph(dataset)
+    edge_index, _, _ = kg_graph.collaborative_graph(dataset)
     num_nodes = dataset.num_users + dataset.num_entities
     backends = ['csr', 'scatter'] + (['torch_sparse']
-                                     if _kgpolicy_nn.HAS_TORCH_SPARSE else [])
+                                     if kg_graph.HAS_TORCH_SPARSE else [])
     outs = {}
     for backend in backends:
         torch.manual_seed(0)
-        enc = _kgpolicy_nn.GraphEncoder(num_nodes, edge_index,
+        enc = kg_graph.GraphEncoder(num_nodes, edge_index,
                                         aggr_backend=backend)
         best = float('inf')
         for _ in range(repeats + 1):  # first call warms up

@@ -34,7 +34,23 @@ import torch
 from _common import dataset_dir, header
 
 SAMPLERS = ['rns', 'pns', 'dns', 'adversarial', 'randomwalk', 'kgpolicy',
-            'kgpolicy-noext', 'kgpolicy-dense', 'kgpolicy-stepwise']
+            'kgpolicy-noext', 'kgpolicy-dense', 'kgpolicy-stepwise',
+            'kgpolicy-r8', 'kgpolicy-r1', 'kgpolicy-released']
+
+#: KGPolicy's variants: the update schedules (a policy step every 8 batches
+#: or every batch instead of every 64) and the released code's rule and
+#: schedule (see benchmarks/kgpolicy_verdict.sh).
+KGPOLICY = {
+    'kgpolicy': {},
+    'kgpolicy-noext': {'softmax_backend': 'pyg', 'aggr_backend': 'csr'},
+    'kgpolicy-dense': {'softmax_backend': 'dense'},
+    'kgpolicy-stepwise': {'walk_ahead': 1},
+    'kgpolicy-r8': {'refresh_interval': 8},
+    'kgpolicy-r1': {'refresh_interval': 1},
+    'kgpolicy-released': {'selection': 'recommender_max', 'pool_size': 32,
+                          'n2': 64, 'num_random': 64, 'refresh_interval': 1,
+                          'lr': 1e-4},
+}
 
 
 def rss_mb() -> float:
@@ -74,11 +90,7 @@ def worker(args) -> None:
     elif name == 'randomwalk':
         sampler = RandomWalk.from_dataset(ds)
     else:
-        kw = ({'softmax_backend': 'pyg', 'aggr_backend': 'csr'}
-              if name == 'kgpolicy-noext' else
-              {'softmax_backend': 'dense'} if name == 'kgpolicy-dense' else
-              {'walk_ahead': 1} if name == 'kgpolicy-stepwise' else {})
-        sampler = KGPolicy.from_dataset(ds, **kw)
+        sampler = KGPolicy.from_dataset(ds, **KGPOLICY[name])
     trainer = Trainer(model, sampler, ds, batch_size=1024, progress=False,
                       track_dynamics=False, device=device)
     trainer.train_epoch(1)  # warm-up (KGPolicy: first representations)
@@ -110,7 +122,9 @@ def worker(args) -> None:
     if isinstance(sampler, KGPolicy):
         extra = {'softmax': sampler.softmax_backend,
                  'aggregation': sampler.encoder.aggr_backend,
-                 'walk_ahead': sampler.walk_ahead}
+                 'walk_ahead': sampler.walk_ahead,
+                 'refresh_interval': sampler.refresh_interval,
+                 'selection': sampler.selection}
     if device.type == 'cuda':
         extra['gpu_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
     print(json.dumps({'epoch': min(times), 'throughput': tput,
@@ -159,7 +173,9 @@ def main():
             ratio = (f'{r["epoch"] / rows["dns"]["epoch"]:6.2f}'
                      if 'dns' in rows else f'{"-":>6s}')
             notes = (f'softmax={r["softmax"]}, aggregation='
-                     f'{r["aggregation"]}, walk_ahead={r["walk_ahead"]}'
+                     f'{r["aggregation"]}, walk_ahead={r["walk_ahead"]}, '
+                     f'refresh_interval={r["refresh_interval"]}, '
+                     f'selection={r["selection"]}'
                      if 'softmax' in r else '')
             if 'gpu_mb' in r:
                 notes = f'peak GPU {r["gpu_mb"]:.0f}MB ' + notes

@@ -35,12 +35,13 @@ def test_train_writes_metrics(tmp_path, sampler):
     run([f'sampler={sampler}', *TINY, 'seed=3', f'hydra.run.dir={tmp_path}/run'],
         cwd=tmp_path)
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
-    assert list(metrics) == ['dataset', 'sampler', 'recommender', 'seed',
-                             'best_epoch', 'epochs_run', 'epoch_seconds',
-                             'valid', 'test', 'sampler_stats', 'history',
-                             'test_by_sparsity']
+    assert list(metrics) == ['dataset', 'sampler', 'recommender',
+                             'recommender_class', 'seed', 'best_epoch',
+                             'epochs_run', 'epoch_seconds', 'valid', 'test',
+                             'sampler_stats', 'history', 'test_by_sparsity']
     assert metrics['dataset'] == 'synthetic'
     assert metrics['sampler'] == sampler and metrics['recommender'] == 'mf'
+    assert metrics['recommender_class'] == 'kgsampler.recommender.mf.MF'
     assert metrics['seed'] == 3 and metrics['epochs_run'] == 2
     assert len(metrics['epoch_seconds']) == 2
     for key in ('recall@20', 'ndcg@20', 'precision@20', 'hit@20'):

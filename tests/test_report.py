@@ -28,14 +28,17 @@ def test_paired_t_test():
         paired_t_test([1, 2], [1])
 
 
-def write_run(root, name, sampler, seed, valid, test, lr='0.001'):
+def write_run(root, name, sampler, seed, valid, test, lr='0.001',
+              recommender='mf', recommender_class=None):
     d = root / name
     (d / '.hydra').mkdir(parents=True)
     (d / '.hydra' / 'overrides.yaml').write_text(
         f'- sampler={sampler}\n- trainer.lr={lr}\n- seed={seed}\n')
+    extra = ({} if recommender_class is None else
+             {'recommender_class': recommender_class})
     (d / 'metrics.json').write_text(json.dumps({
-        'dataset': 'toy', 'sampler': sampler, 'recommender': 'mf',
-        'seed': seed, 'best_epoch': 1, 'epochs_run': 2,
+        'dataset': 'toy', 'sampler': sampler, 'recommender': recommender,
+        **extra, 'seed': seed, 'best_epoch': 1, 'epochs_run': 2,
         'epoch_seconds': [0.5, 0.7],
         'history': [{'epoch': e, 'grad_magnitude': 0.5 / e,
                      'false_negative_rate': 0.01 * e} for e in (1, 2)],
@@ -81,7 +84,8 @@ def test_selection_on_validation_and_baseline(sweep):
 def test_command_writes_markdown_and_csv(sweep, tmp_path, capsys):
     table = report([str(sweep), '--select', 'trainer.lr', '--baseline', 'rns',
                   '--out', str(tmp_path / 'out' / 'rep')])
-    assert '| toy | dns | mf | trainer.lr=0.005 | 3 |' in table
+    # files without recommender_class (older runs): grouped by the choice
+    assert '| toy | dns | mf | - | trainer.lr=0.005 | 3 |' in table
     assert '0.2100 ± 0.0100' in table  # rns test, lr 0.001
     assert (tmp_path / 'out' / 'rep.csv').read_text().count('\n') == 3
     assert 'paired t-test against rns' in (tmp_path / 'out' /
@@ -144,3 +148,37 @@ def test_where_keeps_matching_and_unset_runs(sweep, tmp_path):
     assert '0.3000 ± 0.0000' in table  # rns at lr 0.005 only
     with pytest.raises(SystemExit, match='KEY=VALUE'):
         report([str(sweep), '--where', 'trainer.lr'])
+
+
+@pytest.mark.parametrize('names', [('mf', 'lightgcn'), ('mf', 'mf')])
+def test_two_recommender_classes_are_never_pooled(tmp_path, names):
+    r"""rns on one dataset with MF and with LightGCN (seeds 1, 2): two rows,
+    also when both runs carry the same choice name; each row's baseline is
+    its own recommender's."""
+    classes = ('kgsampler.recommender.mf.MF',
+               'kgsampler.recommender.lightgcn.LightGCN')
+    for seed in (1, 2):
+        for k, (name, cls) in enumerate(zip(names, classes)):
+            write_run(tmp_path, f'r{k}{seed}', 'rns', seed, 0.1 + k / 10,
+                      0.2 + k / 10 + seed / 100, recommender=name,
+                      recommender_class=cls)
+            write_run(tmp_path, f'd{k}{seed}', 'dns', seed, 0.1 + k / 10,
+                      0.25 + k / 10 + seed / 50, recommender=name,
+                      recommender_class=cls)
+    rows = build_rows(load_runs([tmp_path]), baseline='rns')
+    assert len(rows) == 4
+    assert {(r.sampler, r.recommender_class) for r in rows} == {
+        (s, c) for s in ('rns', 'dns') for c in classes}
+    assert all(len(r.runs) == 2 for r in rows)
+    for r in rows:  # no run of the other class in a row
+        assert {x.metrics['recommender_class'] for x in r.runs} == \
+            {r.recommender_class}
+    # dns - rns by seed, within a class: 0.06, 0.07; t = 0.065 / (sd /
+    # sqrt 2) = 13, df = 1: p = 1 - 2/pi atan(13)
+    for r in rows:
+        if r.sampler == 'dns':
+            assert r.p_values['ndcg@20'] == pytest.approx(
+                1 - 2 / math.pi * math.atan(13), rel=1e-6)
+    table = report([str(tmp_path), '--out', str(tmp_path / 'rep')])
+    assert f'| toy | rns | {names[0]} | {classes[0]} | - | 2 |' in table
+    assert f'| toy | rns | {names[1]} | {classes[1]} | - | 2 |' in table

@@ -10,7 +10,7 @@ Typical use inside your own training loop::
 """
 from kgsampler.data import (KGRecDataset, UserItemCSR, build_hetero_data,
                             make_synthetic)
-from kgsampler.recommender import MF, Recommender
+from kgsampler.recommender import MF, LightGCN, Recommender
 from kgsampler.sampler import (DNS, PNS, RNS, Adversarial, EmbeddingScorer,
                                KGPolicy, RandomWalk, Sampler, SamplerOutput,
                                Scorer, format_paths)
@@ -36,6 +36,7 @@ __all__ = [
     'format_paths',
     'Recommender',
     'MF',
+    'LightGCN',
     'Trainer',
     'TrainResult',
     'evaluate',

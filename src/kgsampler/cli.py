@@ -5,22 +5,48 @@ package (``kgsampler/conf``, built from the checkout's top-level ``conf/``),
 so the command works from any directory after ``pip install``. To use an
 edited copy instead, pass ``--config-path /abs/path/to/conf``;
 ``--config-dir DIR`` adds new options (it does not replace packaged files).
+
+**Your own recommender.** Put ``recommender/mymodel.yaml`` into ``DIR``
+with ``_target_: mypkg.MyModel`` (a class, or any callable such as a
+``from_dataset`` classmethod) and its own keys, then run
+``kgsampler-train --config-dir DIR recommender=mymodel``. The CLI reads the
+target's signature (:func:`inspect.signature`) and passes, besides the
+config's keys, exactly the parameters it names among
+:data:`RECOMMENDER_ARGS`: ``num_users``, ``num_items``, ``num_entities``,
+``num_relations`` (the dataset's sizes), ``dataset`` (the
+:class:`~kgsampler.data.KGRecDataset`) and ``train_pos`` (its training
+:class:`~kgsampler.data.UserItemCSR`). A target that names none of them but
+takes ``**kwargs`` gets the sizes ``num_users`` and ``num_items`` only.
+``metrics.json`` records the config-group choice (``recommender``) and the
+built object's class (``recommender_class``, ``module.QualName``).
+
+**Where** ``mypkg`` **must be importable from.** The ``kgsampler-train``
+console script does *not* put the current directory on :data:`sys.path`
+(only ``python -m kgsampler.cli`` does). ``mypkg`` must be installed
+(``pip install -e .`` of your project), or its folder on ``PYTHONPATH``,
+or named by the top-level key ``extra_sys_path`` (a list of folders put at
+the front of :data:`sys.path` before anything is built; relative folders
+are taken from the directory the command was started in), e.g.
+``kgsampler-train --config-dir DIR recommender=mymodel 'extra_sys_path=[.]'``.
+The same holds for a sampler or dataset ``_target_`` of your own.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
 import random
+import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger('kgsampler.cli')
@@ -38,6 +64,11 @@ def _pretrain_trainer_cfg(cfg: DictConfig) -> Dict[str, Any]:
     override the main run's)."""
     out = OmegaConf.to_container(cfg.trainer, resolve=True)
     out['max_epochs'] = cfg.pretrain.epochs
+    # uniform negatives need no sampler warm-up, and the test split is not
+    # tracked during the warm start (neither changes its weights: not in the
+    # cache key)
+    out.pop('sampler_warmup', None)
+    out.pop('track_test', None)
     for k in ('lr', 'weight_decay'):
         if cfg.pretrain.get(k) is not None:
             out[k] = cfg.pretrain[k]
@@ -130,6 +161,73 @@ def _check_show_paths_users(users, num_users: int) -> None:
                          f"ids in [0, {num_users}) (got {bad})")
 
 
+#: The arguments the CLI hands a recommender's ``_target_`` when its
+#: signature names them (see the module docstring).
+RECOMMENDER_ARGS = ('num_users', 'num_items', 'num_entities',
+                    'num_relations', 'dataset', 'train_pos')
+
+
+def _extend_sys_path(folders) -> None:
+    """Puts the :obj:`extra_sys_path` folders at the front of
+    :data:`sys.path` (relative ones from the directory the command was
+    started in)."""
+    if folders is None:
+        return
+    if isinstance(folders, (str, bytes)) or not OmegaConf.is_list(
+            folders) and not isinstance(folders, (list, tuple)) or any(
+            not isinstance(f, str) or not f for f in folders):
+        raise ValueError(f"kgsampler-train: 'extra_sys_path' must be a list "
+                         f"of folders, e.g. [.] or [/abs/src] (got "
+                         f"{folders!r})")
+    for folder in reversed(list(folders)):
+        path = to_absolute_path(os.path.expanduser(folder))
+        if not os.path.isdir(path):
+            raise ValueError(f"kgsampler-train: 'extra_sys_path' names "
+                             f"{folder!r}, which is not a folder ({path})")
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def recommender_args(target: str, dataset,
+                     names: Sequence[str] = RECOMMENDER_ARGS
+                     ) -> Dict[str, Any]:
+    """The arguments among :obj:`names` that the callable :obj:`target`
+    (a dotted path, e.g. :obj:`"kgsampler.recommender.MF"`) names in its
+    signature, with their values from :obj:`dataset`; the sizes
+    :obj:`num_users` and :obj:`num_items` for a target that names none of
+    them but takes :obj:`**kwargs`."""
+    try:
+        fn = get_method(target)
+    except Exception as e:  # ImportError, AttributeError, ValueError
+        raise ValueError(
+            f"kgsampler-train: cannot import recommender._target_="
+            f"{target!r} ({' '.join(str(e).split())}). Its module must be "
+            f"importable: installed, on "
+            f"PYTHONPATH, or in a folder listed in extra_sys_path (the "
+            f"console script does not search the current directory)") from e
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no readable signature: the sizes
+        params = None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+             inspect.Parameter.KEYWORD_ONLY)
+    named = [n for n in names if params is not None and n in params
+             and params[n].kind in kinds]
+    if not named and (params is None or any(
+            p.kind == inspect.Parameter.VAR_KEYWORD
+            for p in params.values())):
+        named = ['num_users', 'num_items']
+    values = {'dataset': dataset, 'train_pos': dataset.train_pos}
+    out = {}
+    for n in named:
+        if n not in values and not hasattr(dataset, n):
+            raise ValueError(f"kgsampler-train: recommender._target_="
+                             f"{target!r} asks for {n!r}, which the dataset "
+                             f"({type(dataset).__name__}) does not provide")
+        out[n] = values[n] if n in values else getattr(dataset, n)
+    return out
+
+
 def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     """Builds everything from :obj:`cfg`, trains, writes
     :obj:`metrics.json` into :obj:`output_dir` and returns its content.
@@ -140,6 +238,7 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     _check_int('seed', cfg.seed, 0)
     _check_int('num_threads', cfg.num_threads, 0, none_ok=True)
     _check_int('show_paths', cfg.show_paths, 0)
+    _extend_sys_path(cfg.get('extra_sys_path'))
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     seed_everything(cfg.seed)
@@ -147,8 +246,15 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     log.info('%s', dataset.summary())
     if cfg.show_paths > 0:
         _check_show_paths_users(cfg.show_paths_users, dataset.num_users)
-    model = instantiate(cfg.recommender, num_users=dataset.num_users,
-                        num_items=dataset.num_items)
+    target = cfg.recommender.get('_target_')
+    if not isinstance(target, str) or not target:
+        raise ValueError(f"kgsampler-train: the recommender config needs a "
+                         f"'_target_' (a class or callable, e.g. "
+                         f"kgsampler.recommender.MF) (got {target!r})")
+    # the config's keys through Hydra; the dataset's objects handed over
+    # directly (Hydra would turn a dataclass such as train_pos into a config)
+    model_args = recommender_args(target, dataset)  # imports the target
+    model = instantiate(cfg.recommender, _partial_=True)(**model_args)
     before = _rng_state()
     seed_everything(cfg.seed)
     sampler = instantiate(cfg.sampler, dataset=dataset, scorer=model)
@@ -171,6 +277,8 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         'sampler': choices.get('sampler', type(sampler).__name__.lower()),
         'recommender': choices.get('recommender',
                                    type(model).__name__.lower()),
+        'recommender_class': f'{type(model).__module__}.'
+                             f'{type(model).__qualname__}',
         'seed': int(cfg.seed),
         'best_epoch': result.best_epoch,
         'epochs_run': result.epochs_run,

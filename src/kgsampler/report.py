@@ -5,13 +5,18 @@
 
 Every ``metrics.json`` below the given folders is grouped by dataset x sampler
 x recommender (x the ``--select`` overrides, read from each run's
-``.hydra/overrides.yaml``). With ``--select``, the setting with the best mean
-*validation* metric is kept per dataset x sampler x recommender; the test
-split is never used to choose. Each row gives mean, standard deviation and
-count over seeds and, against ``--baseline``, a two-sided paired t-test over
-the seeds both have (the paper marks p < 0.05). The Markdown table is printed
-and written with a CSV next to it; ``--plots`` draws the per-epoch training
-dynamics and the per-sparsity-group test NDCG@20.
+``.hydra/overrides.yaml``); the recommender is its config-group choice and its
+class (``recommender_class``, written since that key exists; older files
+without it group by the choice alone), so runs of two recommender classes are
+never pooled, even under one choice name; the table shows both. With
+``--select``, the setting with the best mean *validation* metric is kept per
+dataset x sampler x recommender; the test split is never used to choose. Each
+row gives mean, standard deviation and count over seeds and, against
+``--baseline`` (the same dataset and recommender's run of that sampler), a
+two-sided paired t-test over the seeds both have (the paper marks
+p < 0.05). The Markdown table is printed and written with a CSV next to it;
+``--plots`` draws the per-epoch training dynamics and the per-sparsity-group
+test NDCG@20.
 """
 from __future__ import annotations
 
@@ -36,9 +41,12 @@ class Run:
     overrides: Dict[str, str] = field(default_factory=dict)
 
     @property
-    def key(self) -> Tuple[str, str, str]:
+    def key(self) -> Tuple[str, str, str, Optional[str]]:
+        """dataset, sampler, recommender choice and class (:obj:`None` in
+        files written before :obj:`recommender_class` existed)."""
         m = self.metrics
-        return (m['dataset'], m['sampler'], m['recommender'])
+        return (m['dataset'], m['sampler'], m['recommender'],
+                m.get('recommender_class'))
 
 
 def load_runs(dirs: Sequence[Path]) -> List[Run]:
@@ -138,6 +146,7 @@ class Row:
     setting: str
     runs: List[Run]
     p_values: Dict[str, float] = field(default_factory=dict)
+    recommender_class: Optional[str] = None
 
     def values(self, split: str, metric: str) -> List[float]:
         return [r.metrics[split].get(metric, float('nan')) for r in self.runs]
@@ -157,26 +166,29 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
                                                     else '-')
         groups[r.key + (setting, )].append(r)
     best: Dict[Tuple, Row] = {}
-    for (ds, s, rec, setting), rs in groups.items():
+    for (ds, s, rec, rec_cls, setting), rs in groups.items():
         score = statistics.fmean(r.metrics['valid'].get(monitor, float('-inf'))
                                  for r in rs)
-        key = (ds, s, rec) + ((setting, ) if keep_all else ())
+        key = (ds, s, rec, rec_cls) + ((setting, ) if keep_all else ())
         if key not in best or score > best[key][0]:
-            best[key] = (score, Row(ds, s, rec, setting, rs))
+            best[key] = (score, Row(ds, s, rec, setting, rs,
+                                    recommender_class=rec_cls))
     rows = [row for _, row in best.values()]
-    rows.sort(key=lambda r: (r.dataset, r.recommender, r.sampler, r.setting))
+    rows.sort(key=lambda r: (r.dataset, r.recommender,
+                             r.recommender_class or '', r.sampler, r.setting))
     if baseline is not None:  # with keep_all: the best baseline setting
         base = {}
         for r in rows:
             if r.sampler == baseline:
-                k = (r.dataset, r.recommender)
+                k = (r.dataset, r.recommender, r.recommender_class)
                 score = statistics.fmean(x.metrics['valid'].get(
                     monitor, float('-inf')) for x in r.runs)
                 if k not in base or score > base[k][0]:
                     base[k] = (score, r)
         base = {k: v[1] for k, v in base.items()}
         for row in rows:
-            ref = base.get((row.dataset, row.recommender))
+            ref = base.get((row.dataset, row.recommender,
+                            row.recommender_class))
             if ref is None or ref is row:
                 continue
             by_seed = {r.metrics['seed']: r for r in ref.runs}
@@ -202,7 +214,8 @@ def _ms(xs: List[float]) -> Tuple[float, float]:
 def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
     """Header and cells of the report (test metrics as mean ± std, with
     the p-value against the baseline where there is one)."""
-    header = ['dataset', 'sampler', 'recommender', 'setting', 'n',
+    header = ['dataset', 'sampler', 'recommender', 'recommender class',
+              'setting', 'n',
               'valid ndcg@20'] + [f'test {m}' for m in METRICS] + [
                   'epochs', 's/epoch'] + [k.replace('_', ' ')
                                           for k in STATS]
@@ -210,7 +223,8 @@ def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
     for row in rows:
         mv, sv = _ms(row.values('valid', 'ndcg@20'))
         line = [row.dataset, row.sampler, row.recommender,
-                row.setting or '-', str(len(row.runs)), f'{mv:.4f} ± {sv:.4f}']
+                row.recommender_class or '-', row.setting or '-',
+                str(len(row.runs)), f'{mv:.4f} ± {sv:.4f}']
         for m in METRICS:
             vals = row.values('test', m)
             if any(math.isnan(v) for v in vals):

@@ -7,7 +7,9 @@ from kgsampler.data import KGRecDataset
 from kgsampler.recommender import MF
 from kgsampler.sampler import (EmbeddingScorer, KGPolicy, KGPolicyOutput,
                                KGPolicyRollout, format_paths)
-from kgsampler.sampler import _kgpolicy_nn as nn
+from kgsampler.sampler import _kgpolicy_graph as kg_graph
+from kgsampler.sampler import _kgpolicy_attention as kg_attention
+from kgsampler.sampler import _kgpolicy_gradient as kg_gradient
 from kgsampler.utils._softmax import HAS_TORCH_SCATTER
 
 
@@ -64,11 +66,11 @@ def build(ds, seed=0, **kwargs):
 
 # --------------------------------------------------------------- the graph
 def test_graph_from_hetero_data_equals_graph_from_tensors(tiny):
-    ei, rel, n = nn.collaborative_graph(tiny)
+    ei, rel, n = kg_graph.collaborative_graph(tiny)
     assert n == 3 + 7
     # user-item: 5 interactions, KG: 5 triples; both directions
     assert ei.size(1) == 2 * (5 + 5)
-    assert set(rel.tolist()) == {nn.INTERACT, 0, 1}
+    assert set(rel.tolist()) == {kg_graph.INTERACT, 0, 1}
 
     class Plain:  # the same dataset without .data
         pass
@@ -76,7 +78,7 @@ def test_graph_from_hetero_data_equals_graph_from_tensors(tiny):
     plain = Plain()
     for k in ('num_users', 'num_items', 'num_entities', 'train_pos', 'kg'):
         setattr(plain, k, getattr(tiny, k))
-    ei2, rel2, _ = nn.collaborative_graph(plain)
+    ei2, rel2, _ = kg_graph.collaborative_graph(plain)
     assert torch.equal(ei, ei2) and torch.equal(rel, rel2)
     homo = tiny.homogeneous_kg()
     assert torch.equal(ei, homo.edge_index)
@@ -84,9 +86,9 @@ def test_graph_from_hetero_data_equals_graph_from_tensors(tiny):
 
 @pytest.mark.parametrize('width', [1, 2, 8])
 def test_neighbour_table_rows_are_distinct_neighbours(tiny, width):
-    ei, _, n = nn.collaborative_graph(tiny)
+    ei, _, n = kg_graph.collaborative_graph(tiny)
     torch.manual_seed(0)
-    table = nn.neighbour_table(ei, n, width)
+    table = kg_graph.neighbour_table(ei, n, width)
     assert table.shape == (n, width)
     for v in range(n):
         nbrs = set(ei[1, ei[0] == v].tolist())
@@ -100,12 +102,12 @@ def test_neighbour_table_rows_are_distinct_neighbours(tiny, width):
 
 @pytest.mark.parametrize('backend', ['scatter', pytest.param(
     'torch_sparse', marks=pytest.mark.skipif(
-        not nn.HAS_TORCH_SPARSE, reason='torch-sparse is not installed'))])
+        not kg_graph.HAS_TORCH_SPARSE, reason='torch-sparse is not installed'))])
 def test_aggregation_backends_agree(tiny, backend):
-    ei, _, n = nn.collaborative_graph(tiny)
+    ei, _, n = kg_graph.collaborative_graph(tiny)
     torch.manual_seed(0)
-    a = nn.GraphEncoder(n, ei, 8, (8, 8), aggr_backend='csr')
-    b = nn.GraphEncoder(n, ei, 8, (8, 8), aggr_backend=backend)
+    a = kg_graph.GraphEncoder(n, ei, 8, (8, 8), aggr_backend='csr')
+    b = kg_graph.GraphEncoder(n, ei, 8, (8, 8), aggr_backend=backend)
     b.load_state_dict(a.state_dict())
     ha, hb = a(), b()
     assert torch.allclose(ha, hb, atol=1e-5)
@@ -132,14 +134,14 @@ def test_attention_rows_sum_to_one_and_match_dense(backend, rows, cols, seed):
     cand = torch.randint(30, (rows, cols), generator=g)
     cand[torch.rand(rows, cols, generator=g) < 0.3] = -1
     cand[0] = -1  # an empty row
-    logits = nn.attention_logits(h, users, src, cand)
+    logits = kg_attention.attention_logits(h, users, src, cand)
     # dense reference: h_u^T LeakyReLU(h_src * h_cand), softmax over valid
     z = torch.nn.functional.leaky_relu(h[src][:, None] * h[cand.clamp(min=0)],
                                        0.2)
     ref_logits = torch.einsum('rcd,rd->rc', z, h[users])
     assert torch.allclose(logits, ref_logits, atol=1e-5)
     valid = cand >= 0
-    p = nn.masked_scatter_softmax(logits, valid, backend)
+    p = kg_attention.masked_scatter_softmax(logits, valid, backend)
     ref = torch.softmax(ref_logits.masked_fill(~valid, -float('inf')), 1)
     ref = torch.nan_to_num(ref, nan=0.0)
     assert torch.allclose(p, ref, atol=1e-6)
@@ -164,12 +166,12 @@ def test_sampler_softmax_backends_agree(tiny):
 def test_prune_keeps_top_scores():
     h = torch.tensor([[1., 0.], [3., 0.], [2., 0.], [-1., 0.], [5., 0.]])
     cand = torch.tensor([[1, 2, 3, 4], [3, -1, -1, -1]])
-    out = nn.prune(h, torch.tensor([0, 0]), cand, 2)
+    out = kg_attention.prune(h, torch.tensor([0, 0]), cand, 2)
     assert out.tolist() == [[4, 1], [3, -1]]
 
 
 def test_dedupe():
-    out = nn.dedupe(torch.tensor([[3, 1, 3, -1, 1], [2, 2, 2, 0, -1]]))
+    out = kg_attention.dedupe(torch.tensor([[3, 1, 3, -1, 1], [2, 2, 2, 0, -1]]))
     assert out.tolist() == [[3, 1, -1, -1, -1], [2, -1, -1, 0, -1]]
 
 
@@ -179,7 +181,7 @@ def test_dedupe():
 def test_never_a_training_positive(seed, steps, device):
     ds = random_dataset(seed)
     s, model = build(ds, seed=seed, steps=steps, num_random=seed % 3,
-                     prune_random=bool(seed % 2))
+                     normalize=bool(seed % 2))
     s, model = s.to(device), model.to(device)
     dense = ds.train_pos.to_dense().to(device)
     g = torch.Generator().manual_seed(seed)
@@ -196,32 +198,45 @@ def test_never_a_training_positive(seed, steps, device):
 
 
 @pytest.mark.parametrize('seed', range(4))
-def test_positive_penalty_proposes_but_never_returns_positives(seed,
-                                                               device):
-    """With :obj:`positive_penalty`, walks may propose training positives
-    (rewarded with the penalty) but never return one: those negatives are
-    uniform fallbacks."""
+@pytest.mark.parametrize('steps', [1, 2])
+def test_released_rule_takes_the_recommenders_argmax_of_the_top_k(
+        seed, steps, device):
+    """selection='recommender_max': hop 1 takes the attention's argmax; hop
+    2 the candidate the recommender scores highest among the pool_size most
+    attended ones (training positives allowed in the pool); a positive that
+    wins the last step is replaced by a uniform negative (a fallback)."""
     ds = random_dataset(seed)
-    s, model = build(ds, seed=seed, steps=2, num_random=4,
-                     positive_penalty=3.0)
+    k = 2
+    s, model = build(ds, seed=seed, steps=steps, n1=6, n2=6, num_random=4,
+                     selection='recommender_max', pool_size=k)
     s, model = s.to(device), model.to(device)
+    assert s.lookahead == 1  # its walks ask the recommender
     dense = ds.train_pos.to_dense().to(device)
     g = torch.Generator().manual_seed(seed)
     users = torch.randint(ds.num_users, (256, ), generator=g).to(device)
     pos = torch.randint(ds.num_items, (256, ), generator=g).to(device)
     out = s.sample(users, pos, 2)
+    r = out.rollout
+    U = ds.num_users
+    for t in range(steps):
+        p1 = r.prob1[t]
+        has = (p1 > 0).any(1)
+        assert torch.equal(r.choice1[t][has], p1.argmax(1)[has])
+        p2, c2, ch = r.prob2[t], r.cand2[t], r.choice2[t]
+        top, col = p2.topk(k, dim=1)
+        items = (c2.gather(1, col) - U).clamp(min=0)
+        score = model.score(r.users, items).masked_fill(top == 0, -1e9)
+        expect = col.gather(1, score.argmax(1, keepdim=True)).view(-1)
+        ok = ch >= 0
+        assert ok.any()
+        assert torch.equal(ch[ok], expect[ok])
     liked = dense[users.view(-1, 1, 1), out.proposals]
-    assert liked.any()  # ~30% of the items are each user's positives
+    assert liked[..., -1].any()  # positives do win the pool sometimes
     assert not dense[users.view(-1, 1), out.neg_items].any()
     assert torch.equal(out.fallback, liked[..., -1])
-    r = s.reward(users, pos, out.proposals)
-    assert (r[liked] == -3.0).all()
-    s.positive_penalty = 0.0  # the other proposals keep the model's reward
-    assert torch.equal(r[~liked], s.reward(users, pos, out.proposals)[~liked])
-    s.positive_penalty = 3.0
     s.update(users, pos, out)
-    st = s.summary_stats()
-    assert st['fallback_rate'] == float(liked[..., -1].float().mean())
+    assert s.summary_stats()['fallback_rate'] == float(
+        liked[..., -1].float().mean())
 
 
 @pytest.mark.parametrize('steps', [1, 2, 3, 4])
@@ -299,20 +314,6 @@ def test_deterministic_with_seed(tiny):
         assert torch.equal(a.neg_items, b.neg_items)
         assert torch.equal(a.paths, b.paths)
         assert torch.equal(a.log_prob, b.log_prob)
-
-
-def test_greedy_takes_the_argmax():
-    ds = random_dataset(0)
-    s, _ = build(ds, greedy=True, num_random=0, steps=1)
-    users, pos = ds.train_pos.row_ids()[:10], ds.train_pos.indices[:10]
-    out = s.sample(users, pos, 3)
-    ok = (out.rollout.choice2 >= 0).all(0).view(10, 3).all(1)
-    assert ok.any()
-    neg = out.neg_items[ok]
-    assert (neg == neg[:, :1]).all()
-    # the chosen candidates are the rows' most probable ones
-    lp = s.step_log_prob(out).detach()[ok]
-    assert torch.allclose(lp, lp[:, :1])
 
 
 # ---------------------------------------------------------------- learning
@@ -458,7 +459,9 @@ def test_format_paths(tiny):
     ({'num_random': -1}, "'num_random' must be an int >= 0"),
     ({'refresh_interval': 0}, "'refresh_interval' must be an int >= 1"),
     ({'walk_ahead': 0}, r"'walk_ahead' must be an int >= 1 \(got 0\)"),
-    ({'positive_penalty': -1.0}, r"'positive_penalty' must be a non-negative"),
+    ({'temperature': 0.0}, r"'temperature' must be positive \(got 0.0\)"),
+    ({'selection': 'max'}, r"'selection' must be one of \('sample', "),
+    ({'pool_size': 0}, r"'pool_size' must be an int >= 1 \(got 0\)"),
     ({'table_refresh_epochs': -1}, "'table_refresh_epochs' must be"),
     ({'gamma': 1.5}, "'gamma' must lie in"),
     ({'baseline_decay': 1.0}, "'baseline_decay' must lie in"),
@@ -483,8 +486,7 @@ def test_argument_errors(tiny, kwargs, match):
     ({'w_s': '1'}, r"'w_s' must be a finite number \(got '1'\)"),
     ({'gamma': '0.9'}, r"'gamma' must be a finite number"),
     ({'lr': float('inf')}, r"'lr' must be a finite number"),
-    ({'greedy': 'false'}, r"'greedy' must be a bool \(got 'false'\)"),
-    ({'prune_random': 1}, r"'prune_random' must be a bool"),
+    ({'normalize': 'false'}, r"'normalize' must be a bool \(got 'false'\)"),
 ])
 def test_argument_type_errors(tiny, kwargs, match):
     with pytest.raises(TypeError, match='KGPolicy: ' + match):
@@ -492,7 +494,7 @@ def test_argument_type_errors(tiny, kwargs, match):
 
 
 def test_constructor_errors(tiny):
-    ei, _, _ = nn.collaborative_graph(tiny)
+    ei, _, _ = kg_graph.collaborative_graph(tiny)
     with pytest.raises(ValueError, match="'num_entities' must count"):
         KGPolicy(tiny.train_pos, ei, 2)
     with pytest.raises(ValueError, match=r"'edge_index' must be a \[2, E\]"):
@@ -563,13 +565,13 @@ def test_key_query_rewrite_equals_direct_attention(slope, seed):
     z = torch.nn.functional.leaky_relu(h[src][:, None] * h[cand.clamp(min=0)],
                                        slope)
     ref = torch.einsum('rcd,rd->rc', z, h[users])
-    keys = nn.attention_keys(h)
-    q = nn.attention_query(h[users], h[src], slope)
+    keys = kg_attention.attention_keys(h)
+    q = kg_attention.attention_query(h[users], h[src], slope)
     assert torch.allclose(torch.einsum('rcd,rd->rc', keys[cand.clamp(min=0)],
                                        q), ref, atol=1e-5)
-    out = nn.attention_logits_keys(keys, q, cand)
+    out = kg_attention.attention_logits_keys(keys, q, cand)
     assert torch.allclose(out[valid], ref[valid], atol=1e-5)
-    assert torch.allclose(nn.attention_logits(h, users, src, cand, slope),
+    assert torch.allclose(kg_attention.attention_logits(h, users, src, cand, slope),
                           ref, atol=1e-5)
 
 
@@ -594,8 +596,8 @@ def test_pair_log_prob_value_and_gradient_match_direct(backend):
         return torch.where(choice >= 0, lp, torch.zeros_like(lp))
 
     def fast(h):
-        q = nn.attention_query(h[users], h[src], 0.2)
-        return nn.pair_log_prob(nn.attention_keys(h), q, cand, choice,
+        q = kg_attention.attention_query(h[users], h[src], 0.2)
+        return kg_gradient.pair_log_prob(kg_attention.attention_keys(h), q, cand, choice,
                                 backend)
 
     w = torch.randn(10, generator=g, dtype=torch.double)
@@ -624,7 +626,7 @@ def test_masked_softmax_dense_and_scatter_agree():
     backends = ['pyg', 'dense'] + (['torch_scatter'] if HAS_TORCH_SCATTER
                                    else [])
     for backend in backends:
-        out = nn.masked_softmax(logits, valid, backend)
+        out = kg_attention.masked_softmax(logits, valid, backend)
         assert torch.allclose(out, ref, atol=1e-6)
         assert (out[~valid] == 0).all() and out[4, 2] == 1
 
@@ -635,7 +637,7 @@ def test_in_history_matches_broadcast_reference(length):
     cand = torch.randint(-1, 12, (30, 7), generator=g)
     history = torch.randint(0, 12, (30, length), generator=g)
     ref = (cand.unsqueeze(-1) == history.unsqueeze(1)).any(-1)
-    assert torch.equal(nn.in_history(cand, history), ref)
+    assert torch.equal(kg_attention.in_history(cand, history), ref)
 
 
 def test_choose_never_draws_zero_probability_columns():
@@ -644,29 +646,29 @@ def test_choose_never_draws_zero_probability_columns():
     p[torch.rand(500, 7, generator=g) < 0.5] = 0
     p[0] = 0  # no mass
     p = p / p.sum(1, keepdim=True).clamp(min=1e-30)
-    idx = nn.choose(p, False, generator=g)
+    idx = kg_attention.choose(p, False, generator=g)
     assert idx[0] == -1
     ok = idx >= 0
     assert (ok == (p.sum(1) > 0)).all()
     assert (p[ok].gather(1, idx[ok].view(-1, 1)) > 0).all()
     # the empirical frequencies follow p
     row = torch.tensor([[0.1, 0.0, 0.6, 0.3]]).expand(20000, -1)
-    freq = torch.bincount(nn.choose(row, False, generator=g), minlength=4)
+    freq = torch.bincount(kg_attention.choose(row, False, generator=g), minlength=4)
     assert torch.allclose(freq / 20000., row[0], atol=0.02)
 
 
-@pytest.mark.parametrize('entropy_weight', [0.0, 0.1])
-@pytest.mark.parametrize('prune_random', [False, True])
+@pytest.mark.parametrize('selection', ['sample', 'recommender_max'])
+@pytest.mark.parametrize('normalize', [False, True])
 @pytest.mark.parametrize('softmax_backend', ['pyg', 'dense'])
 def test_policy_gradient_fraction_one_matches_full_batch(
-        tiny, entropy_weight, prune_random, softmax_backend, device):
+        tiny, selection, normalize, softmax_backend, device):
     """The gradient an update accumulates in the cached representations
-    (closed form without entropy bonus, autograd with it) equals autograd
-    of the REINFORCE loss recomputed from scratch."""
+    (in closed form) equals autograd of the REINFORCE loss recomputed from
+    scratch, whichever rule chose the walk's entries."""
     users = torch.tensor([0, 1, 2], device=device)
     pos = torch.tensor([0, 2, 3], device=device)
     s, model = build(tiny, refresh_interval=4, pg_fraction=1.0,
-                     entropy_weight=entropy_weight, prune_random=prune_random,
+                     selection=selection, normalize=normalize,
                      softmax_backend=softmax_backend, num_random=3)
     s, model = s.to(device), model.to(device)
     torch.manual_seed(5)
@@ -676,13 +678,12 @@ def test_policy_gradient_fraction_one_matches_full_batch(
     s.update(users, pos, out)  # first batch: baseline = mean return
     adv = G - G.mean(dim=(0, 1))
     h = s._h.detach().clone().requires_grad_()
-    lp, ent = s._rollout_log_prob(out.rollout, h, with_entropy=True)
+    lp = s._rollout_log_prob(out.rollout, h)
     assert torch.allclose(lp.t().reshape(3, 2, -1), s.step_log_prob(out, h))
-    ref = -(adv * s.step_log_prob(out, h)).sum(-1).mean()
-    ref = (ref - entropy_weight * ent.sum(0).mean()) / 4
+    ref = -(adv * s.step_log_prob(out, h)).sum(-1).mean() / 4
     ref.backward()
     assert torch.allclose(s._pending_h_grad(), h.grad, atol=1e-6)
-    assert (s._grad_h is not None) == (entropy_weight == 0)
+    assert s._grad_h is not None  # the closed form was used
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -717,92 +718,6 @@ def test_default_widths_on_a_graph_smaller_than_them(tiny):
     assert not dense[users.view(-1, 1), out.neg_items].any()
 
 
-def test_centered_reward_subtracts_the_mean_over_random_users(tiny):
-    class Popular:
-        """Scores only by item: every user gives item j the score j."""
-        def score(self, users, items):
-            return items.float()
-
-        def similarity(self, items_a, items_b):
-            return torch.zeros(items_b.shape)
-
-    s, _ = build(tiny, w_s=0.0)
-    s.set_scorer(Popular())
-    proposals = torch.tensor([[[1, 3]], [[4, 2]]])
-    users, pos = torch.tensor([0, 1]), torch.tensor([0, 2])
-    assert torch.equal(s.reward(users, pos, proposals), proposals.float())
-    s.center_reward = True
-    assert torch.equal(s.reward(users, pos, proposals),
-                       torch.zeros(proposals.shape))
-    with pytest.raises(TypeError, match=r"'center_reward' must be a bool"):
-        build(tiny, center_reward=1)
-    # capped: f(u, i) - |f(u, i) - f(u, e)| with f(u, i) = 0 and 2
-    s.center_reward, s.cap_reward = False, True
-    assert torch.equal(s.reward(users, pos, proposals),
-                       torch.tensor([[[-1., -3.]], [[0., 2.]]]))
-    with pytest.raises(TypeError, match=r"'cap_reward' must be a bool"):
-        build(tiny, cap_reward=1)
-
-
-def test_user_baseline_subtracts_the_users_mean_over_random_items(tiny):
-    class ByUserAndItem:
-        """Score 10 * u + (item parity): a user offset plus a small item
-        effect."""
-        def score(self, users, items):
-            return 10.0 * users.view(-1, 1).float() + (items % 2).float()
-
-        def similarity(self, items_a, items_b):
-            return torch.zeros(items_b.shape)
-
-    s, _ = build(tiny, w_s=0.0, user_baseline=True)
-    s.set_scorer(ByUserAndItem())
-    proposals = torch.tensor([[[1, 3]], [[4, 2]]])
-    users, pos = torch.tensor([0, 2]), torch.tensor([0, 3])
-    torch.manual_seed(0)
-    r = s.reward(users, pos, proposals)
-    # the user offsets (0 and 20) are gone; what is left is the item parity
-    # minus the mean parity of 8 random items, in [-1, 1]
-    assert r.abs().max() <= 1.0
-    assert torch.allclose(r[:, :, 0] - r[:, :, 1], torch.zeros(2, 1))
-    assert (r[0] > r[1]).all()  # odd proposals (user 0) above even ones
-    with pytest.raises(TypeError, match=r"'user_baseline' must be a bool"):
-        build(tiny, user_baseline=1)
-
-
-@pytest.mark.parametrize('backend', softmax_backends())
-def test_pair_entropy_matches_dense_reference(backend):
-    g = torch.Generator().manual_seed(1)
-    keys = torch.randn(20, 6, generator=g, dtype=torch.double)
-    q = torch.randn(7, 6, generator=g, dtype=torch.double)
-    cand = torch.randint(20, (7, 5), generator=g)
-    cand[torch.rand(7, 5, generator=g) < 0.3] = -1
-    cand[2] = -1  # an empty row has zero entropy
-    valid = cand >= 0
-    choice = torch.where(valid.any(1), valid.to(torch.long).argmax(1), -1)
-    logit = (keys[cand.clamp(min=0)] @ q.unsqueeze(-1)).squeeze(-1)
-    p = torch.softmax(logit.masked_fill(~valid, -float('inf')), 1)
-    p = torch.nan_to_num(p)
-    ref = -(p * torch.log(p.clamp(min=1e-30))).sum(1)
-    lp, ent = nn.pair_log_prob(keys, q, cand, choice, backend,
-                               with_entropy=True)
-    assert torch.allclose(ent, ref, atol=1e-8)
-    assert torch.equal(lp, nn.pair_log_prob(keys, q, cand, choice, backend))
-
-
-def test_entropy_bonus_changes_the_policy_step(tiny):
-    def step(weight):
-        s, model = build(tiny, refresh_interval=1, entropy_weight=weight)
-        users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
-        out = s.sample(users, pos, 2)
-        s.update(users, pos, out)
-        return [p.detach().clone() for p in s.parameters()]
-
-    base, bonus = step(0.0), step(10.0)
-    assert any(not torch.allclose(a, b) for a, b in zip(base, bonus))
-    with pytest.raises(ValueError, match=r"'entropy_weight' must be a non-n"):
-        build(tiny, entropy_weight=-1.0)
-
-
 @pytest.mark.parametrize('rows', [1, 6])
 @pytest.mark.parametrize('seed', [0, 1])
 def test_closed_form_gradients_match_autograd(rows, seed, device):
@@ -820,7 +735,7 @@ def test_closed_form_gradients_match_autograd(rows, seed, device):
     choice[-1] = -1 if rows > 1 else choice[-1]
     coef = torch.randn(rows, generator=g).to(device)
     # dense reference: -sum_r coef_r log softmax(logits_r)[choice_r]
-    logits = nn.attention_logits(h, users, src, cand, 0.2)
+    logits = kg_attention.attention_logits(h, users, src, cand, 0.2)
     logp = torch.log_softmax(logits.masked_fill(~valid, -float('inf')), 1)
     lp = logp.gather(1, choice.clamp(min=0).view(-1, 1)).view(-1)
     loss = -(coef * torch.where(choice >= 0, lp, torch.zeros_like(lp))).sum()
@@ -828,16 +743,16 @@ def test_closed_form_gradients_match_autograd(rows, seed, device):
     # closed form
     hd = h.detach()
     prob = logp.detach().exp().masked_fill(~valid, 0.0)
-    grad_logits = nn.logit_grad(prob, choice, coef)
+    grad_logits = kg_gradient.logit_grad(prob, choice, coef)
     assert (grad_logits[~valid] == 0).all()
-    keys = nn.attention_keys(hd)
-    q = nn.attention_query(hd[users], hd[src], 0.2)
-    d_user, d_src = nn.attention_query_backward(
-        hd[users], hd[src], nn.pair_matmul(cand, grad_logits, keys), 0.2)
+    keys = kg_attention.attention_keys(hd)
+    q = kg_attention.attention_query(hd[users], hd[src], 0.2)
+    d_user, d_src = kg_gradient.attention_query_backward(
+        hd[users], hd[src], kg_gradient.pair_matmul(cand, grad_logits, keys), 0.2)
     got = torch.zeros_like(hd).index_add_(0, torch.cat([users, src]),
                                           torch.cat([d_user, d_src]))
-    got += nn.attention_keys_backward(
-        hd, nn.pair_matmul_t(cand, grad_logits, q, N))
+    got += kg_gradient.attention_keys_backward(
+        hd, kg_gradient.pair_matmul_t(cand, grad_logits, q, N))
     assert torch.allclose(got, h.grad, atol=1e-5)
 
 
@@ -949,3 +864,133 @@ def test_update_after_sampling_without_grad_matches(tiny):
         params.append([p.detach().clone() for p in s.encoder.parameters()])
     for a, b in zip(*params):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+# --------------------------------------------------- the paper's encoder
+@pytest.mark.parametrize('backend', ['csr', 'scatter'])
+@pytest.mark.parametrize('slope', [0.0, 0.2])
+def test_encoder_matches_a_dense_reference_of_eq_9_10(tiny, backend, slope):
+    r"""Eq. 9-10 by hand on the tiny graph: :math:`\mathbf{h}^{(l)} =
+    \mathrm{LeakyReLU}(\hat{A}\mathbf{h}^{(l-1)}\mathbf{W}_1^{\top} +
+    \mathbf{h}^{(l-1)}\mathbf{W}_2^{\top})` with :math:`\hat{A} =
+    D^{-1/2} A D^{-1/2}`, no bias."""
+    ei, _, n = kg_graph.collaborative_graph(tiny)
+    torch.manual_seed(0)
+    enc = kg_graph.GraphEncoder(n, ei, 4, (3, 2), slope, aggr_backend=backend)
+    A = torch.zeros(n, n)
+    A[ei[1], ei[0]] = 1.0
+    d = A.sum(1).clamp(min=1).rsqrt()
+    A_hat = d.view(-1, 1) * A * d.view(1, -1)
+    h = enc.embedding.weight
+    for conv in enc.convs:
+        assert conv.lin_l.bias is None and conv.lin_r.bias is None
+        h = torch.nn.functional.leaky_relu(
+            A_hat @ h @ conv.lin_l.weight.t() + h @ conv.lin_r.weight.t(),
+            slope)
+    assert torch.allclose(enc(), h, atol=1e-6)
+
+
+@pytest.mark.parametrize('temperature', [0.01, 0.5])
+def test_normalised_representations_and_temperature(tiny, temperature):
+    s, _ = build(tiny, temperature=temperature)
+    raw = s.encoder()
+    ref = torch.nn.functional.normalize(raw - raw.mean(0), dim=-1)
+    assert torch.allclose(s.forward(), ref * temperature ** (-1 / 3),
+                          atol=1e-6)
+    # the attention logits scale exactly as 1 / temperature
+    users, src = torch.tensor([0, 1]), torch.tensor([3, 5])
+    cand = torch.tensor([[3, 8, 9], [4, 5, 8]])
+    logit = kg_attention.attention_logits(s.forward(), users, src, cand)
+    assert torch.allclose(logit * temperature,
+                          kg_attention.attention_logits(ref, users, src, cand),
+                          atol=1e-6)
+    s.normalize = False
+    assert torch.equal(s.forward(), raw)
+
+
+# ---------------------------------------------------------- diagnostics
+def test_entropy_ratio_on_known_rows():
+    p = torch.tensor([[0.25, 0.25, 0.25, 0.25],   # uniform: 1
+                      [1.0, 0.0, 0.0, 0.0],       # deterministic: 0
+                      [0.5, 0.5, 0.0, 0.0],       # uniform over 2 valid: 1
+                      [1.0, 0.0, 0.0, 0.0]])      # one valid: not counted
+    valid = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0],
+                          [1, 0, 0, 0]], dtype=torch.bool)
+    s, n = kg_attention.entropy_ratio(p, valid).tolist()
+    assert n == 3 and s == pytest.approx(2.0)
+
+
+def test_row_correlation_on_known_rows():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(200, 6, generator=g)
+    valid = torch.ones(200, 6, dtype=torch.bool)
+    assert kg_attention.row_correlation(a, 3 * a + 1, valid) == pytest.approx(1.0)
+    assert kg_attention.row_correlation(a, -a, valid) == pytest.approx(-1.0)
+    assert abs(kg_attention.row_correlation(a, torch.randn(200, 6, generator=g),
+                                  valid)) < 0.1
+    # invalid entries are ignored; rows with < 3 valid entries are skipped
+    b = a.clone()
+    b[:, 3:] = torch.randn(200, 3, generator=g)
+    valid[:, 3:] = False
+    assert kg_attention.row_correlation(a, b, valid) == pytest.approx(1.0)
+    assert kg_attention.row_correlation(a[:, :2], a[:, :2], valid[:, :2]) is None
+
+
+def test_personalisation_is_one_for_a_user_independent_policy():
+    """Every user with the same representation: the logits cannot depend
+    on the user (score 1); the real representations do depend on it."""
+    ds = random_dataset(0)
+    s, _ = build(ds, n1=8, n2=8)
+    own = s.personalisation()
+    assert set(own) == {'hop1', 'hop2'}
+    assert own['hop1'] < 0.9 and own['hop2'] < 0.9
+    h = s.representations().detach().clone()
+    h[:ds.num_users] = h[0]
+    s._h = h
+    same = s.personalisation()
+    assert same['hop1'] == pytest.approx(1.0)
+    assert same['hop2'] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="'pos_items' must have the shape"):
+        s.personalisation(torch.tensor([0, 1]), torch.tensor([0]))
+
+
+def test_diagnostics_per_call_and_policy_warnings():
+    ds = random_dataset(1)
+    s, _ = build(ds, refresh_interval=2, n1=8, n2=8)
+    users, pos = ds.train_pos.row_ids()[:16], ds.train_pos.indices[:16]
+    state = torch.random.get_rng_state()
+    d0 = s.diagnostics()
+    assert torch.equal(state, torch.random.get_rng_state())  # no draws
+    assert d0['policy_updates'] == 0 and 'entropy_hop1' not in d0
+    assert any('no policy update' in m for m in s.policy_warnings(d0))
+    for _ in range(4):
+        s.update(users, pos, s.sample(users, pos, 2))
+    d1 = s.diagnostics()
+    assert d1['policy_updates'] == d1['num_updates'] == 2
+    assert 0 < d1['entropy_hop1'] <= 1 and 0 < d1['entropy_hop2'] <= 1
+    assert 'mean_reward' in d1 and 0 <= d1['random_pick_rate'] <= 1
+    assert s.diagnostics()['policy_updates'] == 0  # per call
+    msgs = s.policy_warnings({'num_updates': 3, 'entropy_hop2': 0.995,
+                              'personalisation_hop1': 0.999})
+    assert len(msgs) == 2
+    assert 'hop-1 logits for the true and for another user correlate at ' \
+        '0.999: the policy ignores the user' in msgs[0]
+    assert 'hop-2 attention entropy is 99.5% of its maximum' in msgs[1]
+    assert s.policy_warnings({'num_updates': 3, 'entropy_hop1': 0.5}) == []
+
+
+def test_sampling_without_update_warns_once(tiny):
+    s, _ = build(tiny)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    s.UPDATE_WARNING_CALLS = 3
+    out = s.sample(users, pos)
+    s.update(users, pos, out)  # resets the count
+    s.sample(users, pos)
+    s.sample(users, pos)
+    with pytest.warns(RuntimeWarning, match=r"KGPolicy: sample\(\) was called "
+                      r"3 times without update\(\)"):
+        s.sample(users, pos)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        s.sample(users, pos)  # once only

@@ -3,7 +3,7 @@ import torch
 
 from kgsampler.data import KGRecDataset
 from kgsampler.sampler import RandomWalk, format_paths
-from kgsampler.sampler import _kgpolicy_nn as nn
+from kgsampler.sampler import _kgpolicy_graph as kg_graph
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_paths_follow_edges_and_never_return_positives(seed, steps,
     ds = random_dataset(seed)
     torch.manual_seed(seed)
     s = RandomWalk.from_dataset(ds, steps=steps, user_hops=user_hops)
-    ei, _, num_nodes = nn.collaborative_graph(ds)
+    ei, _, num_nodes = kg_graph.collaborative_graph(ds)
     adj = torch.zeros(num_nodes, num_nodes, dtype=torch.bool)
     adj[ei[0], ei[1]] = True  # dense reference of the graph
     users = ds.train_pos.row_ids()
@@ -128,7 +128,7 @@ def test_deterministic_with_seed_and_device(star):
 
 
 def test_errors(star):
-    ei, _, _ = nn.collaborative_graph(star)
+    ei, _, _ = kg_graph.collaborative_graph(star)
     with pytest.raises(ValueError, match=r"RandomWalk: 'steps' must be a "
                                          r"positive int \(got 0\)"):
         RandomWalk(star.train_pos, ei, 8, steps=0)

@@ -314,3 +314,47 @@ def test_kgpolicy_co_training_on_device(device):
     dense = data.train_pos.to_dense().to(device)
     assert out.neg_items.device.type == device.type
     assert not dense[users.view(-1, 1), out.neg_items].any()
+
+
+def test_sampler_warmup_and_policy_update_accounting():
+    """Warm-up batches train the sampler alone (the recommender untouched);
+    every history row counts the policy updates, and the run reports those
+    taken before the selected epoch."""
+    from kgsampler.sampler import KGPolicy
+    torch.manual_seed(0)
+    ds = block_dataset()
+    kg = torch.stack([torch.arange(40), torch.zeros(40, dtype=torch.long),
+                      40 + torch.arange(40) // 10], 1)
+    from kgsampler.data import KGRecDataset
+    data = KGRecDataset(torch.stack([ds.train_pos.row_ids(),
+                                     ds.train_pos.indices], 1),
+                        torch.stack([ds.test_pos.row_ids(),
+                                     ds.test_pos.indices], 1), kg,
+                        num_users=60, num_items=40, num_entities=44,
+                        valid_ratio=0.2, seed=0)
+    model = MF(60, 40, embedding_dim=8)
+    sampler = KGPolicy.from_dataset(data, scorer=model, n1=4, n2=4,
+                                    embedding_dim=8, hidden_dims=(8, ),
+                                    refresh_interval=3, walk_ahead=1)
+    trainer = Trainer(model, sampler, data, batch_size=64, max_epochs=3,
+                      patience=5, progress=False, sampler_warmup=6,
+                      track_test=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    warm = trainer.warmup_sampler()
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    assert warm['num_updates'] == 2  # 6 batches / refresh_interval 3
+    sampler.reset_stats()
+    res = trainer.fit()
+    h = res.history
+    assert h[0]['epoch'] == 0 and h[0]['sampler_num_updates'] == 2
+    batches = -(-data.train_pos.nnz // 64)
+    total = 2
+    for row in h[1:]:
+        total += row['sampler_policy_updates']
+        assert row['sampler_num_updates'] == total
+        assert 'test_ndcg@20' in row and 'sampler_entropy_hop2' in row
+    assert total == (6 + 3 * batches) // 3
+    assert res.sampler_stats['updates_before_best_epoch'] == \
+        h[res.best_epoch]['sampler_num_updates']
+    with pytest.raises(ValueError, match=r"'sampler_warmup' must be a non-n"):
+        Trainer(model, sampler, data, sampler_warmup=-1)

@@ -4,7 +4,30 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+
+def bpr_l2(u: Tensor, p: Tensor, n: Tensor, u0: Tensor, p0: Tensor,
+           n0: Tensor, reg: float) -> Tensor:
+    r"""The BPR loss of MF and LightGCN: mean over the :math:`B N`
+    (user, positive, negative) triples of :math:`-\ln\sigma(\mathbf{u}^{\top}
+    \mathbf{p} - \mathbf{u}^{\top}\mathbf{n})`, plus :obj:`reg` times the
+    batch's L2 penalty :math:`\frac{1}{B}\sum (\|\mathbf{u}_0\|^2 +
+    \|\mathbf{p}_0\|^2 + \frac{1}{N}\sum_j \|\mathbf{n}_{0j}\|^2) / 2` on the
+    embeddings :obj:`u0, p0, n0` (the scored ones for MF, layer 0 for
+    LightGCN).
+
+    Shapes: **u, p, u0, p0** :math:`(B, d)`, **n, n0** :math:`(B, N, d)`,
+    output :math:`()`."""
+    pos = (u * p).sum(-1, keepdim=True)  # [B, 1]
+    neg = (n @ u.unsqueeze(-1)).squeeze(-1)  # [B, N]
+    bpr = -F.logsigmoid(pos - neg).mean()
+    if reg == 0:
+        return bpr
+    l2 = (u0.pow(2).sum(-1) + p0.pow(2).sum(-1) +
+          n0.pow(2).sum(-1).mean(-1)).mean() / 2
+    return bpr + reg * l2
 
 
 class Recommender(torch.nn.Module, ABC):

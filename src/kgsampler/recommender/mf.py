@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from kgsampler.recommender.base import Recommender
+from kgsampler.recommender.base import Recommender, bpr_l2
 
 
 class MF(Recommender):
@@ -112,12 +111,7 @@ class MF(Recommender):
         u = self.user_emb(users)  # [B, d]
         p = self.item_emb(pos_items)  # [B, d]
         n = self.item_emb(neg_items)  # [B, N, d]
-        pos = (u * p).sum(-1, keepdim=True)  # [B, 1]
-        neg = (n @ u.unsqueeze(-1)).squeeze(-1)  # [B, N]
-        bpr = -F.logsigmoid(pos - neg).mean()
-        l2 = (u.pow(2).sum(-1) + p.pow(2).sum(-1) +
-              n.pow(2).sum(-1).mean(-1)).mean() / 2
-        return bpr + self.reg * l2
+        return bpr_l2(u, p, n, u, p, n, self.reg)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '

@@ -2,8 +2,9 @@
 from kgsampler.sampler.adversarial import Adversarial, AdversarialOutput
 from kgsampler.sampler.base import EmbeddingScorer, Sampler, SamplerOutput, Scorer
 from kgsampler.sampler.dns import DNS
+from kgsampler.sampler._kgpolicy_explain import format_paths
 from kgsampler.sampler.kgpolicy import (KGPolicy, KGPolicyOutput,
-                                         KGPolicyRollout, format_paths)
+                                         KGPolicyRollout)
 from kgsampler.sampler.popularity import PNS
 from kgsampler.sampler.random_walk import RandomWalk
 from kgsampler.sampler.uniform import RNS

@@ -189,6 +189,7 @@ class Adversarial(Sampler, torch.nn.Module):
                             "Adversarial.sample")
         B, N, M = output.candidates.shape
         check_update_batch('Adversarial', users, pos_items, B)
+        self._updated()
         cand = output.candidates.reshape(B, N * M)
         with torch.no_grad():
             f_pos = self.scorer.score(users, pos_items.view(-1, 1)).float()

@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields, replace
 from typing import (Callable, Dict, Optional, Protocol, Union,
@@ -231,6 +232,9 @@ class Sampler(ABC):
     learnable: bool = False
     #: Whether :meth:`sample` needs a :class:`Scorer` (see :meth:`set_scorer`).
     requires_scorer: bool = False
+    #: :meth:`sample` calls without an :meth:`update` after which a
+    #: learnable sampler warns (once) that it is not being trained.
+    UPDATE_WARNING_CALLS: int = 100
 
     @property
     def lookahead(self) -> int:
@@ -281,6 +285,8 @@ class Sampler(ABC):
         self.monitor = (Membership(monitor_pos) if monitor_pos is not None
                         and monitor_pos.nnz > 0 else None)
         self.scorer: Optional[Scorer] = None
+        self._calls_without_update = 0
+        self._warned_no_update = False
         self.reset_stats()
 
     @classmethod
@@ -349,6 +355,8 @@ class Sampler(ABC):
             raise RuntimeError(f"{cls}: no scorer set; pass 'scorer=' or "
                                f"call set_scorer(model) before sampling")
         self._check_has_negatives(users)
+        if self.learnable:
+            self._count_call_without_update()
         out = self._sample(users, pos_items, num_neg)
         if tuple(out.neg_items.shape) != (users.numel(), num_neg):
             raise RuntimeError(f"{cls}._sample returned 'neg_items' of shape "
@@ -370,6 +378,23 @@ class Sampler(ABC):
         """Subclasses draw here; inputs are validated. Use
         :meth:`uniform_negatives` or :meth:`replace_positives` so that no
         training positive is returned."""
+
+    def _count_call_without_update(self) -> None:
+        self._calls_without_update += 1
+        if self._calls_without_update >= self.UPDATE_WARNING_CALLS and \
+                not self._warned_no_update:
+            self._warned_no_update = True
+            warnings.warn(
+                f"{self.__class__.__name__}: sample() was called "
+                f"{self._calls_without_update} times without update(); a "
+                f"learnable sampler learns only in update(users, pos_items, "
+                f"output), to be called after each batch's recommender step "
+                f"(the Trainer does; see docs/usage.md)", RuntimeWarning,
+                stacklevel=3)
+
+    def _updated(self) -> None:
+        """Learnable subclasses call this in :meth:`update`."""
+        self._calls_without_update = 0
 
     # -------------------------------------------------------- training hooks
     def on_epoch_start(self, epoch: int) -> None:
@@ -397,6 +422,15 @@ class Sampler(ABC):
             - **pos_items:** :math:`(B)`
             - **output.neg_items:** :math:`(B, N)`
         """
+        return {}
+
+    def diagnostics(self) -> Dict[str, float]:
+        r"""Scalars describing what the sampler did since the last call;
+        the trainer calls it after every epoch and logs it in the run's
+        history (prefixed :obj:`sampler_`). Learnable samplers report here
+        what shows that they learn (e.g. :class:`KGPolicy`: policy updates,
+        attention entropy, personalisation). Must draw no random numbers.
+        :obj:`{}` here."""
         return {}
 
     def reset_stats(self) -> None:

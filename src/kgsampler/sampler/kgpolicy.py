@@ -12,10 +12,15 @@ import torch
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.sampler import _kgpolicy_nn as nn
+from kgsampler.sampler import _kgpolicy_graph as kg_graph
+from kgsampler.sampler import _kgpolicy_attention as kg_attention
+from kgsampler.sampler import _kgpolicy_gradient as kg_gradient
 from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
                                     check_update_batch, optimizer_follow)
 from kgsampler.utils._softmax import BACKENDS, resolve_backend
+
+#: The second hop's selection rules (see :class:`KGPolicy`).
+SELECTIONS = ('sample', 'recommender_max')
 
 
 @dataclass
@@ -99,7 +104,7 @@ class KGPolicyRollout:
                 return None
             if value is not None:
                 C = max(x.size(-1) for x in xs)
-                xs = [nn.pad_columns(x, C, value) for x in xs]
+                xs = [kg_attention.pad_columns(x, C, value) for x in xs]
             return torch.cat(xs, 1)
         return KGPolicyRollout(
             torch.cat([r.users for r in rollouts]), col('src1'),
@@ -162,7 +167,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         \mathbf{h}_{e_{t+1}})\big)
 
     over representations :math:`\mathbf{h}` from ID embeddings and
-    GraphSAGE layers (:class:`~torch_geometric.nn.conv.SAGEConv`). The
+    bias-free GraphSAGE layers with a symmetric-normalised neighbour sum
+    (eq. 9-10; :class:`~torch_geometric.nn.conv.SAGEConv`,
+    :mod:`~kgsampler.sampler._kgpolicy_graph`), centred and L2-normalised,
+    with the logits divided by :obj:`temperature` (:meth:`forward`). The
     candidate sets are pruned: :obj:`n1` random neighbours per node (tables
     redrawn every :obj:`table_refresh_epochs`), the :obj:`n2` with the largest
     :math:`\mathbf{h}_{e}^{\top}\mathbf{h}_{e'}` kept, plus
@@ -188,6 +196,24 @@ class KGPolicy(Sampler, torch.nn.Module):
     through the encoder once and Adam takes one step (exactly on-policy: the
     policy does not change in between).
 
+    With :obj:`selection="recommender_max"` the second hop follows the
+    authors' released code instead of the text: the recommender's best among
+    the :obj:`pool_size` most attended candidates.
+
+    **Is it learning?** :meth:`diagnostics` (logged every epoch by the
+    trainer) reports the policy updates taken, the attention entropy of each
+    hop against its maximum and how much the logits depend on the user
+    (:meth:`personalisation`); :meth:`policy_warnings` says plainly when the
+    policy at the selected epoch is untrained, uniform or user-blind.
+
+    The method's parts, in the order of the paper: the graph and eq. 9-10
+    in :mod:`~kgsampler.sampler._kgpolicy_graph`; pruning and the two-stage
+    attention in :mod:`~kgsampler.sampler.
+    _kgpolicy_attention`; the walk (:meth:`_walk_step`), the reward
+    (:meth:`reward`) and REINFORCE (:meth:`update`) here,
+    with the policy gradient's pieces in :mod:`~kgsampler.sampler.
+    _kgpolicy_gradient`; the explanations in :func:`format_paths`.
+
     **Fallbacks** (counted in :meth:`summary_stats`): an item whose sampled
     neighbourhood is empty stays in place and picks among the random items;
     a hop with no valid candidate ends on a uniform non-positive item
@@ -207,43 +233,37 @@ class KGPolicy(Sampler, torch.nn.Module):
         n2 (int, optional): Neighbours kept after pruning. (default: 16)
         num_random (int, optional): Uniform items added to each second-hop
             candidate set. (default: 8)
-        prune_random (bool, optional): Let the random items compete in the
-            pruning (else they bypass it). (default: :obj:`False`)
         user_hops (bool, optional): Let the first hop go to users (the
             collaborative KG: item -> user -> item, as the paper);
             :obj:`False` walks item -> KG entity -> item only, which did
-            better on validation on ml-1m and lastfm (see the README).
+            better on validation on ml-1m and lastfm (see the docs).
             (default: :obj:`False`)
-        center_reward (bool, optional): Subtract from the prediction reward
-            :math:`f(u, e_t)` its mean over 8 random users, :math:`f(u, e_t)
-            - \overline{f}(\cdot, e_t)`, so that an item is not rewarded for
-            being popular (scored high by everyone). Not in the paper; see
-            the README for why. (default: :obj:`False`)
-        user_baseline (bool, optional): Subtract from the prediction reward
-            the user's mean score over 8 uniform items, :math:`f(u, e_t) -
-            \overline{f}(u, \cdot)`: a per-user baseline (it does not depend
-            on the walk, so the policy gradient stays unbiased) that removes
-            the between-user spread of the scores from the advantages. Not
-            in the paper; the logged rewards are the centred ones.
-            (default: :obj:`False`)
-        cap_reward (bool, optional): Replace the prediction reward by
-            :math:`f(u, i) - |f(u, i) - f(u, e_t)|`: highest for proposals
-            scored like the positive :math:`i`, lower for those scored above
-            it (likely items the user would like: false negatives). Not in
-            the paper; see the README. (default: :obj:`False`)
-        positive_penalty (float, optional): With a value :math:`c > 0`, the
-            user's training positives stay among the second hop's
-            candidates, and a proposal that is one gets the reward
-            :math:`-c` instead of the recommender's: the policy is taught to
-            steer away from what the user liked (the items most like the
-            user's held-out positives), the "factual" half of the paper's
-            aim, learned instead of only masked. A walk that still ends on a
-            training positive returns a uniform negative instead, counted in
-            :obj:`fallback_rate`. 0: positives are masked out of the
-            candidates. Not in the paper. (default: :obj:`0.0`)
-        entropy_weight (float, optional): Weight of an entropy bonus on both
-            hops' attention in the policy loss, against the policy's collapse
-            onto a few items. Not in the paper. (default: :obj:`0.0`)
+        normalize (bool, optional): Centre the representations (subtract
+            their mean over all nodes) and L2-normalise them before the
+            attention and the pruning (the released code L2-normalises its
+            representations): the pruning then ranks neighbours by cosine
+            similarity rather than by one score shared by every node, and
+            the attention's scale no longer depends on the embeddings'.
+            (default: :obj:`True`)
+        temperature (float, optional): With :obj:`normalize`, the attention
+            logits are divided by it (applied as a factor
+            :math:`\tau^{-1/3}` on the representations: the logit is cubic
+            in them; the pruning's ranking is unchanged). Unit-norm
+            representations give logits of size :math:`\sim 1/d`; a
+            temperature near :math:`1/d` gives them a usable spread.
+            (default: :obj:`0.02`)
+        selection (str, optional): How the second hop picks an item:
+            :obj:`"sample"` draws it from the attention (the paper's text,
+            the two-stage attention); :obj:`"recommender_max"` is the rule of the authors'
+            released code: the first hop takes the attention's argmax, the
+            second keeps the :obj:`pool_size` candidates with the highest
+            attention and takes the one the recommender scores highest
+            (training positives may enter that pool; one that wins the last
+            step is replaced by a uniform negative, a fallback). The policy
+            gradient is that of the chosen entries' log-probabilities in both
+            modes. (default: :obj:`"sample"`)
+        pool_size (int, optional): The pool of :obj:`"recommender_max"`
+            (32 in the released code). (default: :obj:`32`)
         w_p (float, optional): Prediction-reward weight. (default: 1.0)
         w_s (float, optional): Similarity-reward weight (negative: hard but
             dissimilar negatives). (default: 1.0)
@@ -258,8 +278,10 @@ class KGPolicy(Sampler, torch.nn.Module):
             layer. (default: :obj:`(64, 64)`)
         negative_slope (float, optional): LeakyReLU slope. (default: 0.2)
         refresh_interval (int, optional): Batches between policy updates and
-            representation refreshes (64 and 16 were equal on ml-1m
-            validation; 64 is faster). (default: 64)
+            representation refreshes: policy steps per epoch are the
+            epoch's batches over it. 8 was chosen on validation among the
+            schedules that train the policy before model selection (64 took
+            1-4 steps before it; see docs/kgpolicy.md). (default: 8)
         walk_ahead (int, optional): Batches whose walks are drawn in one
             call and whose closed-form policy gradients are accumulated in
             one pass: the :attr:`lookahead` offered to a training loop
@@ -277,8 +299,6 @@ class KGPolicy(Sampler, torch.nn.Module):
             probabilities they were sampled from. (default: 0.25)
         table_refresh_epochs (int, optional): Epochs between redraws of the
             neighbour tables (0: never). (default: 1)
-        greedy (bool, optional): Take the argmax instead of sampling.
-            (default: :obj:`False`)
         softmax_backend (str, optional): :obj:`"auto"`,
             :obj:`"torch_scatter"` or :obj:`"pyg"` (scatter softmax over the
             flat valid pairs), or :obj:`"dense"` (masked softmax over the
@@ -298,18 +318,17 @@ class KGPolicy(Sampler, torch.nn.Module):
     def __init__(self, train_pos: UserItemCSR, edge_index: Tensor,
                  num_entities: int, scorer: Optional[Scorer] = None,
                  steps: int = 2, n1: int = 64, n2: int = 16,
-                 num_random: int = 8, prune_random: bool = False,
-                 user_hops: bool = False, center_reward: bool = False,
-                 user_baseline: bool = False, cap_reward: bool = False,
-                 positive_penalty: float = 0.0,
-                 entropy_weight: float = 0.0, w_p: float = 1.0,
+                 num_random: int = 8, user_hops: bool = False,
+                 normalize: bool = True, temperature: float = 0.02,
+                 selection: str = 'sample', pool_size: int = 32,
+                 w_p: float = 1.0,
                  w_s: float = 1.0, gamma: float = 0.99,
                  baseline_decay: float = 0.9, lr: float = 1e-3,
                  weight_decay: float = 0.0, embedding_dim: int = 64,
                  hidden_dims: Sequence[int] = (64, 64),
-                 negative_slope: float = 0.2, refresh_interval: int = 64,
+                 negative_slope: float = 0.2, refresh_interval: int = 8,
                  walk_ahead: int = 16, pg_fraction: float = 0.25,
-                 table_refresh_epochs: int = 1, greedy: bool = False,
+                 table_refresh_epochs: int = 1,
                  softmax_backend: str = 'auto', aggr_backend: str = 'auto',
                  edge_rel: Optional[Tensor] = None, **kwargs):
         torch.nn.Module.__init__(self)
@@ -319,37 +338,37 @@ class KGPolicy(Sampler, torch.nn.Module):
                             ('embedding_dim', embedding_dim, 1),
                             ('refresh_interval', refresh_interval, 1),
                             ('walk_ahead', walk_ahead, 1),
+                            ('pool_size', pool_size, 1),
                             ('table_refresh_epochs', table_refresh_epochs,
                              0)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"KGPolicy: '{name}' must be an int >= {lo} "
                                  f"(got {v!r})")
-        for name, v in (('user_hops', user_hops),
-                        ('center_reward', center_reward),
-                        ('user_baseline', user_baseline),
-                        ('cap_reward', cap_reward),
-                        ('prune_random', prune_random), ('greedy', greedy)):
+        for name, v in (('user_hops', user_hops), ('normalize', normalize)):
             if not isinstance(v, bool):
                 raise TypeError(f"KGPolicy: '{name}' must be a bool "
                                 f"(got {v!r})")
-        self.user_hops, self.center_reward = user_hops, center_reward
-        self.user_baseline, self.cap_reward = user_baseline, cap_reward
+        self.user_hops, self.normalize = user_hops, normalize
+        if selection not in SELECTIONS:
+            raise ValueError(f"KGPolicy: 'selection' must be one of "
+                             f"{SELECTIONS} (got {selection!r})")
+        self.selection, self.pool_size = selection, pool_size
         for name, v in (('w_p', w_p), ('w_s', w_s), ('gamma', gamma),
                         ('baseline_decay', baseline_decay), ('lr', lr),
                         ('weight_decay', weight_decay),
                         ('negative_slope', negative_slope),
-                        ('entropy_weight', entropy_weight),
-                        ('positive_penalty', positive_penalty)):
+                        ('temperature', temperature)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or \
                     not math.isfinite(v):
                 raise TypeError(f"KGPolicy: '{name}' must be a finite "
                                 f"number (got {v!r})")
-        for name, v in (('weight_decay', weight_decay),
-                        ('entropy_weight', entropy_weight),
-                        ('positive_penalty', positive_penalty)):
-            if v < 0:
-                raise ValueError(f"KGPolicy: '{name}' must be a non-negative "
-                                 f"number (got {v!r})")
+        if weight_decay < 0:
+            raise ValueError(f"KGPolicy: 'weight_decay' must be a "
+                             f"non-negative number (got {weight_decay!r})")
+        if not temperature > 0:
+            raise ValueError(f"KGPolicy: 'temperature' must be positive "
+                             f"(got {temperature!r})")
+        self.temperature = float(temperature)
         if not 0.0 <= negative_slope < 1.0:
             raise ValueError(f"KGPolicy: 'negative_slope' must lie in [0, 1) "
                              f"(got {negative_slope!r})")
@@ -361,8 +380,6 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise ValueError(f"KGPolicy: 'softmax_backend' must be one of "
                              f"{('dense', ) + BACKENDS} (got "
                              f"{softmax_backend!r})")
-        self.entropy_weight = float(entropy_weight)
-        self.positive_penalty = float(positive_penalty)
         if n2 > n1:
             raise ValueError(f"KGPolicy: 'n2' must not exceed 'n1' (got "
                              f"n2={n2}, n1={n1})")
@@ -413,19 +430,18 @@ class KGPolicy(Sampler, torch.nn.Module):
         self.softmax_backend = ('dense' if softmax_backend == 'dense' else
                                 resolve_backend(softmax_backend))
         self.steps, self.n1, self.n2 = steps, n1, n2
-        self.num_random, self.prune_random = num_random, bool(prune_random)
+        self.num_random = num_random
         self.w_p, self.w_s, self.gamma = float(w_p), float(w_s), float(gamma)
         self.baseline_decay = float(baseline_decay)
         self.lr, self.weight_decay = float(lr), float(weight_decay)
         self.refresh_interval, self.walk_ahead = refresh_interval, walk_ahead
         self.pg_fraction = float(pg_fraction)
         self.table_refresh_epochs = table_refresh_epochs
-        self.greedy = bool(greedy)
         self.negative_slope = float(negative_slope)
         self.num_entities, self.num_nodes = int(num_entities), num_nodes
         self.edge_index = edge_index
         self.edge_rel = edge_rel
-        self.encoder = nn.GraphEncoder(num_nodes, edge_index, embedding_dim,
+        self.encoder = kg_graph.GraphEncoder(num_nodes, edge_index, embedding_dim,
                                        hidden_dims, negative_slope,
                                        aggr_backend)
         self.register_buffer('baseline', torch.zeros(steps))
@@ -455,7 +471,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                 :meth:`summary_stats`). (default: :obj:`True`)
             **kwargs (optional): Arguments of :class:`KGPolicy`.
         """
-        edge_index, edge_rel, _ = nn.collaborative_graph(dataset)
+        edge_index, edge_rel, _ = kg_graph.collaborative_graph(dataset)
         cls._monitor_kwargs(dataset, track_false_negatives, kwargs)
         return cls(dataset.train_pos, edge_index, int(dataset.num_entities),
                    scorer=scorer, edge_rel=edge_rel, **kwargs)
@@ -536,7 +552,10 @@ class KGPolicy(Sampler, torch.nn.Module):
         r"""Batches a training loop may draw negatives for in one
         :meth:`sample` call: :obj:`walk_ahead`, capped by the batches left
         before the next policy update (walks depend only on the policy,
-        never on the recommender)."""
+        never on the recommender); 1 with :obj:`selection=
+        "recommender_max"`, whose walks ask the recommender."""
+        if self.selection == 'recommender_max':
+            return 1
         return max(1, min(self.walk_ahead,
                           self.refresh_interval - self._num_pending))
 
@@ -548,17 +567,27 @@ class KGPolicy(Sampler, torch.nn.Module):
         first = self.edge_index
         if not self.user_hops:  # item -> KG entity/item only
             first = first[:, first[1] >= U]
-        self._nbr1 = nn.neighbour_table(first, I, self.n1, row_offset=U)
+        self._nbr1 = kg_graph.neighbour_table(first, I, self.n1, row_offset=U)
         to_item = (self.edge_index[1] >= U) & (self.edge_index[1] < U + I)
-        self._nbr2 = nn.neighbour_table(self.edge_index[:, to_item],
+        self._nbr2 = kg_graph.neighbour_table(self.edge_index[:, to_item],
                                         self.num_nodes, self.n1)
         self._pruned = None
 
     # --------------------------------------------------- representations
     def forward(self) -> Tensor:
-        r"""Representations of all nodes, :math:`(|\mathcal{U}| +
-        |\mathcal{E}|, d)`."""
-        return self.encoder()
+        r"""Representations of all nodes: the encoder's (eq. 9-10), centred,
+        L2-normalised and scaled by :math:`\tau^{-1/3}` when
+        :obj:`normalize`.
+
+        Shapes:
+            - **output:** :math:`(|\mathcal{U}| + |\mathcal{E}|, d)`
+        """
+        h = self.encoder()
+        if self.normalize:
+            h = torch.nn.functional.normalize(h - h.mean(0, keepdim=True),
+                                              dim=-1)
+            h = h * self.temperature ** (-1.0 / 3.0)
+        return h
 
     def _invalidate(self) -> None:
         self._h = None  # representations used for sampling (a leaf)
@@ -577,23 +606,23 @@ class KGPolicy(Sampler, torch.nn.Module):
         gradients enabled they are a leaf tensor that collects the policy
         gradient of every batch; the encoder is back-propagated once, at the
         update. The pruned neighbour tables and the attention keys
-        (:func:`~kgsampler.sampler._kgpolicy_nn.attention_keys`) are
+        (:func:`~kgsampler.sampler._kgpolicy_attention.attention_keys`) are
         refreshed with them."""
         if self._h is None:
             if torch.is_grad_enabled():
-                self._h_grad = self.encoder()
+                self._h_grad = self.forward()
                 self._h = self._h_grad.detach().requires_grad_()
             else:
-                self._h = self.encoder()
+                self._h = self.forward()
         if self._pruned is None:
             U, I = self.num_users, self.num_items
             with torch.no_grad():
                 h = self._h.detach()
                 nodes = torch.arange(self.num_nodes, device=h.device)
                 self._pruned = (
-                    nn.prune(h, nodes[U:U + I], self._nbr1, self.n2),
-                    nn.prune(h, nodes, self._nbr2, self.n2))
-                self._keys = nn.attention_keys(h)
+                    kg_attention.prune(h, nodes[U:U + I], self._nbr1, self.n2),
+                    kg_attention.prune(h, nodes, self._nbr2, self.n2))
+                self._keys = kg_attention.attention_keys(h)
         return self._h
 
     # ------------------------------------------------------------ sampling
@@ -601,20 +630,20 @@ class KGPolicy(Sampler, torch.nn.Module):
                    users: Tensor, cur: Tensor, history: Tensor):
         r"""One exploration step (two hops) of every walk, without gradients:
         the logits come from the exact key/query rewrite of the attention
-        (one SDDMM a hop, :func:`~kgsampler.sampler._kgpolicy_nn.
-        attention_logits_keys`)."""
+        (one SDDMM a hop, :func:`~kgsampler.sampler._kgpolicy_attention.attention_logits_keys`)."""
         U, I = self.num_users, self.num_items
         R = cur.numel()
         pruned1, pruned2 = self._pruned
         a = self.negative_slope
         # hop 1: item e_t -> neighbour e' (entity, item or another user)
         c1 = pruned1[cur - U]
-        bad = (c1 == users.unsqueeze(1)) | nn.in_history(c1, history)
+        bad = (c1 == users.unsqueeze(1)) | kg_attention.in_history(c1, history)
         c1 = c1.masked_fill(bad, -1)
-        q1 = nn.attention_query(h_user, h.index_select(0, cur), a)
-        p1 = nn.masked_softmax(nn.attention_logits_keys(keys, q1, c1),
+        q1 = kg_attention.attention_query(h_user, h.index_select(0, cur), a)
+        p1 = kg_attention.masked_softmax(kg_attention.attention_logits_keys(keys, q1, c1),
                                c1 >= 0, self.softmax_backend)
-        i1 = nn.choose(p1, self.greedy)
+        released = self.selection == 'recommender_max'
+        i1 = kg_attention.choose(p1, greedy=released)
         has1 = i1 >= 0
         mid = torch.where(has1, c1.gather(1, i1.clamp(min=0).view(-1, 1))
                           .view(-1), torch.full_like(i1, -1))
@@ -626,24 +655,27 @@ class KGPolicy(Sampler, torch.nn.Module):
         if self.num_random > 0:
             # random items, minus repeats of the row's pruned neighbours and
             # of earlier random items (the pruned rows are distinct)
-            rand = nn.dedupe(torch.randint(I, (R, self.num_random),
+            rand = kg_attention.dedupe(torch.randint(I, (R, self.num_random),
                                            device=cur.device) + U)
-            c2 = torch.cat([c2, rand.masked_fill(nn.in_history(rand, c2),
+            c2 = torch.cat([c2, rand.masked_fill(kg_attention.in_history(rand, c2),
                                                  -1)], 1)
         valid = c2 >= 0
         pos = self.is_pos(users.view(-1, 1).expand_as(c2),
                           (c2 - U).clamp(0, I - 1)) & valid
-        drop = nn.in_history(c2, hist2)
-        if self.positive_penalty == 0:  # else positives are penalised
+        drop = kg_attention.in_history(c2, hist2)
+        if not released:  # the released rule lets positives into its pool
             drop = drop | pos
         c2 = c2.masked_fill(drop, -1)
-        if self.prune_random and self.num_random > 0:
-            c2 = nn.prune(h, src2, c2, self.n2)
-        q2 = nn.attention_query(h_user, h.index_select(0, src2), a)
-        p2 = nn.masked_softmax(nn.attention_logits_keys(keys, q2, c2),
+        q2 = kg_attention.attention_query(h_user, h.index_select(0, src2), a)
+        p2 = kg_attention.masked_softmax(kg_attention.attention_logits_keys(keys, q2, c2),
                                c2 >= 0, self.softmax_backend)
-        i2 = nn.choose(p2, self.greedy)
-        logp = nn.gather_log_prob(p1, i1) + nn.gather_log_prob(p2, i2)
+        if released:
+            i2 = self._recommender_max(users, c2, p2)
+        else:
+            i2 = kg_attention.choose(p2, greedy=False)
+        ent = torch.cat([kg_attention.entropy_ratio(p1, c1 >= 0),
+                         kg_attention.entropy_ratio(p2, c2 >= 0)])
+        logp = kg_attention.gather_log_prob(p1, i1) + kg_attention.gather_log_prob(p2, i2)
         nxt = c2.gather(1, i2.clamp(min=0).view(-1, 1)).view(-1)
         dead = i2 < 0
         if bool(dead.any()):
@@ -653,7 +685,28 @@ class KGPolicy(Sampler, torch.nn.Module):
         counts = torch.stack([(~has1).sum(), dead.sum(),
                               (has1 & (mid < U)).sum(), pos.sum()])
         return (c1, i1, mid, src2, c2, i2, nxt, dead, from_random, logp,
-                counts, p1, p2)
+                counts, p1, p2, ent)
+
+    def _recommender_max(self, users: Tensor, cand: Tensor,
+                         prob: Tensor) -> Tensor:
+        r"""The released code's second hop: among the :obj:`pool_size`
+        candidates of highest attention (valid ones only), the column the
+        recommender scores highest; :obj:`-1` for rows without a valid
+        candidate.
+
+        Shapes: **users** :math:`(R)`, **cand, prob** :math:`(R, C)`,
+        output :math:`(R)`."""
+        U, I = self.num_users, self.num_items
+        k = min(self.pool_size, cand.size(1))
+        if k == 0:
+            return torch.full_like(users, -1)
+        top, col = prob.topk(k, dim=1)
+        ok = top > 0
+        items = (cand.gather(1, col) - U).clamp(0, I - 1)
+        score = self.scorer.score(users, items).float()
+        best = score.masked_fill(~ok, -float('inf')).argmax(1, keepdim=True)
+        return torch.where(ok.any(1), col.gather(1, best).view(-1),
+                           torch.full_like(users, -1))
 
     def _sample(self, users: Tensor, pos_items: Tensor,
                 num_neg: int) -> KGPolicyOutput:
@@ -670,13 +723,14 @@ class KGPolicy(Sampler, torch.nn.Module):
         history = cur.view(-1, 1)
         rec = {k: [] for k in ('c1', 'i1', 'src2', 'c2', 'i2', 'cur', 'p1',
                                'p2')}
-        items, logps, counts = [], [], []
+        items, logps, counts, ents = [], [], [], []
         for _ in range(T):
             (c1, i1, mid, src2, c2, i2, nxt, dead, from_random, logp,
-             cnt, p1, p2) = self._walk_step(h, self._keys, h_user, u, cur,
-                                            history)
+             cnt, p1, p2, ent) = self._walk_step(h, self._keys, h_user, u,
+                                                 cur, history)
             logps.append(logp)
             counts.append(cnt)
+            ents.append(ent)
             for k, v in (('c1', c1), ('i1', i1), ('src2', src2),
                          ('c2', c2), ('i2', i2), ('cur', cur), ('p1', p1),
                          ('p2', p2)):
@@ -695,6 +749,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         # them
         cnt = torch.stack(counts).sum(0)
         self._counts += torch.cat([cnt, from_random.sum().view(1)])
+        self._entropy += torch.stack(ents).sum(0).to(self._entropy.dtype)
         self.stats['num_steps'] += u.numel() * T
         rollout = KGPolicyRollout(
             users=u, src1=torch.stack(rec['cur']),
@@ -730,53 +785,43 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise ValueError("KGPolicy: 'output' has no rollout; pass the "
                              "output of KGPolicy.sample")
         if h is None:
-            h = self.encoder()
+            h = self.forward()
         lp = self._rollout_log_prob(r, h)  # [T, R]
         B, N = output.neg_items.shape
         return lp.t().reshape(B, N, lp.size(0))
 
     def _rollout_log_prob(self, r: KGPolicyRollout, h: Tensor,
                           rows: Optional[Tensor] = None,
-                          keys: Optional[Tensor] = None,
-                          with_entropy: bool = False):
+                          keys: Optional[Tensor] = None) -> Tensor:
         r"""Differentiable log-probabilities :math:`(T, R')` of the walks
         :obj:`rows` (all if :obj:`None`) of a rollout: the exact key/query
         form of the attention (:obj:`keys` defaults to
         :obj:`attention_keys(h)`), logits only for the flat valid (row,
-        candidate) pairs of both hops of all steps, one scatter softmax.
-        With :obj:`with_entropy`, also the policy's entropy :math:`(T, R')`
-        (both hops)."""
+        candidate) pairs of both hops of all steps, one scatter softmax."""
         r = r.select(rows)
         users, src1, cand1, choice1 = r.users, r.src1, r.cand1, r.choice1
         src2, cand2, choice2 = r.src2, r.cand2, r.choice2
         T, m = src1.shape
         if keys is None:
-            keys = nn.attention_keys(h)
+            keys = kg_attention.attention_keys(h)
         C = max(cand1.size(-1), cand2.size(-1))
-        cand = torch.cat([nn.pad_columns(cand1, C, -1),
-                          nn.pad_columns(cand2, C, -1)]).view(2 * T * m, C)
+        cand = torch.cat([kg_attention.pad_columns(cand1, C, -1),
+                          kg_attention.pad_columns(cand2, C, -1)]).view(2 * T * m, C)
         choice = torch.cat([choice1, choice2]).view(-1)
         g = h.index_select(0, torch.cat([users, src1.reshape(-1),
                                          src2.reshape(-1)]))
         g_u, g_s = g.split([m, 2 * T * m])
-        q = nn.attention_query(g_u.repeat(2 * T, 1), g_s,
+        q = kg_attention.attention_query(g_u.repeat(2 * T, 1), g_s,
                                self.negative_slope)
-        out = nn.pair_log_prob(keys, q, cand, choice, self.softmax_backend,
-                               with_entropy)
-        if with_entropy:
-            return tuple(x.view(2, T, m).sum(0) for x in out)
+        out = kg_gradient.pair_log_prob(keys, q, cand, choice, self.softmax_backend)
         return out.view(2, T, m).sum(0)
 
     def _pg_loss(self, r: KGPolicyRollout, h: Tensor, rows: Optional[Tensor],
                  adv: Tensor, keys: Optional[Tensor] = None) -> Tensor:
         r"""REINFORCE loss of a rollout's walks :obj:`rows` with advantages
-        :obj:`adv` :math:`(R', T)`, minus the entropy bonus."""
-        if self.entropy_weight > 0:
-            lp, ent = self._rollout_log_prob(r, h, rows, keys, True)
-            bonus = self.entropy_weight * ent.sum(0).mean()
-        else:
-            lp, bonus = self._rollout_log_prob(r, h, rows, keys), 0.0
-        return -(adv.t() * lp).sum(0).mean() - bonus
+        :obj:`adv` :math:`(R', T)`."""
+        lp = self._rollout_log_prob(r, h, rows, keys)
+        return -(adv.t() * lp).sum(0).mean()
 
     def _pg_rows(self, num_rows: int, device) -> Optional[Tensor]:
         r"""The random rows whose policy gradient :meth:`update` computes
@@ -840,11 +885,7 @@ class KGPolicy(Sampler, torch.nn.Module):
     def reward(self, users: Tensor, pos_items: Tensor,
                proposals: Tensor) -> Tensor:
         r"""Per-step rewards :math:`w_p f(u, e_t) + w_s g(i, e_t)` from the
-        recommender (no gradient; :math:`f` centred over random users when
-        :obj:`center_reward`, minus the user's mean score over uniform items
-        when :obj:`user_baseline`, then capped at the positive's score when
-        :obj:`cap_reward`); :math:`-c` for proposals that are training
-        positives when :obj:`positive_penalty` :math:`= c > 0`.
+        recommender (no gradient).
 
         Args:
             users (torch.Tensor): The user of each row, :obj:`torch.long`.
@@ -865,27 +906,9 @@ class KGPolicy(Sampler, torch.nn.Module):
         flat = proposals.reshape(B, -1)
         r = torch.zeros(flat.shape, device=flat.device)
         if self.w_p != 0:
-            f = self.scorer.score(users, flat).float()
-            if self.center_reward:
-                ref = torch.randint(self.num_users, (B * 8, ),
-                                    device=flat.device)
-                f = f - self.scorer.score(ref, flat.repeat_interleave(
-                    8, 0)).float().view(B, 8, -1).mean(1)
-            if self.user_baseline:
-                ref = torch.randint(self.num_items, (B, 8),
-                                    device=flat.device)
-                f = f - self.scorer.score(users, ref).float().mean(
-                    1, keepdim=True)
-            if self.cap_reward:
-                f_pos = self.scorer.score(users, pos_items.view(-1, 1))
-                f_pos = f_pos.float()
-                f = f_pos - (f_pos - f).abs()
-            r = r + self.w_p * f
+            r = r + self.w_p * self.scorer.score(users, flat).float()
         if self.w_s != 0:
             r = r + self.w_s * self.scorer.similarity(pos_items, flat).float()
-        if self.positive_penalty > 0:
-            liked = self.is_pos(users.view(-1, 1).expand_as(flat), flat)
-            r = r.masked_fill(liked, -self.positive_penalty)
         return r.view(proposals.shape)
 
     def update(self, users: Tensor, pos_items: Tensor,
@@ -930,6 +953,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                             "KGPolicy.sample")
         check_update_batch('KGPolicy', users, pos_items,
                            output.neg_items.size(0))
+        self._updated()
         reward = self.reward(users, pos_items, output.proposals)
         with torch.no_grad():
             G = self.returns(reward)
@@ -949,7 +973,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         if rows is not None:
             adv = adv[rows]
         scale = 1.0 / self.refresh_interval
-        if self.entropy_weight == 0 and r.prob1 is not None and \
+        if r.prob1 is not None and \
                 self._h is not None and r.version == self._version:
             # closed form from the probabilities the walk sampled from,
             # computed for walk_ahead batches at once (_drain)
@@ -999,8 +1023,7 @@ class KGPolicy(Sampler, torch.nn.Module):
         \mathrm{logit} = p - \mathrm{onehot}` needs no second forward pass;
         the logits' gradient goes to the queries (one sparse-dense product
         with the keys) and to the keys (its transpose), then to the
-        representations (:func:`~kgsampler.sampler._kgpolicy_nn.
-        attention_query_backward`). Exactly the gradient of
+        representations (:func:`~kgsampler.sampler._kgpolicy_gradient.attention_query_backward`). Exactly the gradient of
         :meth:`_pg_loss` (tested). Returns the loss value (0-dim)."""
         h, a = self._h.detach(), self.negative_slope
         users, src1, cand1, choice1, prob1 = (r.users, r.src1, r.cand1,
@@ -1009,24 +1032,24 @@ class KGPolicy(Sampler, torch.nn.Module):
         T, m = src1.shape
         coef = coef.reshape(-1)  # t * m + r
         C = max(cand1.size(-1), cand2.size(-1))
-        pad = nn.pad_columns
+        pad = kg_attention.pad_columns
         cand = torch.cat([pad(cand1, C, -1),
                           pad(cand2, C, -1)]).view(2 * T * m, C)
         g = torch.cat([
-            nn.logit_grad(pad(prob1, C, 0.).view(T * m, C),
+            kg_gradient.logit_grad(pad(prob1, C, 0.).view(T * m, C),
                           choice1.reshape(-1), coef),
-            nn.logit_grad(pad(prob2, C, 0.).view(T * m, C),
+            kg_gradient.logit_grad(pad(prob2, C, 0.).view(T * m, C),
                           choice2.reshape(-1), coef)])
-        loss = -(coef * (nn.gather_log_prob(prob1.reshape(T * m, -1),
+        loss = -(coef * (kg_attention.gather_log_prob(prob1.reshape(T * m, -1),
                                             choice1.reshape(-1)) +
-                         nn.gather_log_prob(prob2.reshape(T * m, -1),
+                         kg_attention.gather_log_prob(prob2.reshape(T * m, -1),
                                             choice2.reshape(-1)))).sum()
         src = torch.cat([src1.reshape(-1), src2.reshape(-1)])
         h_user = h.index_select(0, users).repeat(2 * T, 1)
         h_src = h.index_select(0, src)
-        q = nn.attention_query(h_user, h_src, a)
-        d_user, d_src = nn.attention_query_backward(
-            h_user, h_src, nn.pair_matmul(cand, g, self._keys), a)
+        q = kg_attention.attention_query(h_user, h_src, a)
+        d_user, d_src = kg_gradient.attention_query_backward(
+            h_user, h_src, kg_gradient.pair_matmul(cand, g, self._keys), a)
         if self._grad_h is None:
             self._grad_h = torch.zeros_like(h)
             self._grad_keys = []
@@ -1050,19 +1073,19 @@ class KGPolicy(Sampler, torch.nn.Module):
         total = None
         if self._grad_h is not None:
             C = max(c.size(1) for c, _, _ in self._grad_keys)
-            cand = torch.cat([nn.pad_columns(c, C, -1)
+            cand = torch.cat([kg_attention.pad_columns(c, C, -1)
                               for c, _, _ in self._grad_keys])
-            g = torch.cat([nn.pad_columns(g, C, 0.)
+            g = torch.cat([kg_attention.pad_columns(g, C, 0.)
                            for _, g, _ in self._grad_keys])
             q = torch.cat([q for _, _, q in self._grad_keys])
-            total = self._grad_h + nn.attention_keys_backward(
-                h, nn.pair_matmul_t(cand, g, q, h.size(0)))
+            total = self._grad_h + kg_gradient.attention_keys_backward(
+                h, kg_gradient.pair_matmul_t(cand, g, q, h.size(0)))
         grad = self._h.grad if self._h.requires_grad else None
         if grad is not None:
             total = grad if total is None else total + grad
         kgrad = self._keys_leaf.grad if self._keys_leaf is not None else None
         if kgrad is not None:
-            kg = nn.attention_keys_backward(h, kgrad)
+            kg = kg_gradient.attention_keys_backward(h, kgrad)
             total = kg if total is None else total + kg
         return total
 
@@ -1077,7 +1100,7 @@ class KGPolicy(Sampler, torch.nn.Module):
             h = None
             if total is not None or self._buffer:  # with the encoder's graph
                 h = self._h_grad if self._h_grad is not None else \
-                    self.encoder()
+                    self.forward()
             if total is not None:
                 terms.append((h * total).sum())
             if self._buffer:
@@ -1108,23 +1131,33 @@ class KGPolicy(Sampler, torch.nn.Module):
     #: Step counters kept as one tensor during sampling (no host sync).
     _COUNTERS = ('num_no_neighbour', 'num_dead_end', 'num_user_hop',
                  'num_masked_positive', 'num_random_pick')
+    #: Attention-entropy accumulators: per hop, the sum of the rows' entropy
+    #: relative to its maximum and the number of rows.
+    _ENTROPY = ('entropy1_sum', 'entropy1_rows', 'entropy2_sum',
+                'entropy2_rows')
 
     def reset_stats(self) -> None:
         super().reset_stats()
         self.stats.update({k: 0 for k in ('num_steps', 'num_updates',
                                           'num_rewarded')
                            + self._COUNTERS})
-        self.stats['reward_sum'] = 0.0
+        self.stats.update({k: 0.0 for k in self._ENTROPY + ('reward_sum', )})
         dev = self._deg.device if hasattr(self, '_deg') else None
         self._counts = torch.zeros(len(self._COUNTERS), dtype=torch.long,
                                    device=dev)
+        self._entropy = torch.zeros(len(self._ENTROPY), dtype=torch.float64,
+                                    device=dev)
         self._reward_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        self._mark: Dict[str, float] = {}  # stats at the last diagnostics()
 
     def _sync_stats(self) -> None:
         r"""Moves the tensor counters into :obj:`stats` (one host sync)."""
         for k, v in zip(self._COUNTERS, self._counts.tolist()):
             self.stats[k] += int(v)
         self._counts.zero_()
+        for k, v in zip(self._ENTROPY, self._entropy.tolist()):
+            self.stats[k] += v
+        self._entropy.zero_()
         self.stats['reward_sum'] += float(self._reward_sum)
         self._reward_sum.zero_()
 
@@ -1133,10 +1166,13 @@ class KGPolicy(Sampler, torch.nn.Module):
         uniform item), :obj:`dead_end_rate` and :obj:`no_neighbour_rate` (per
         step), :obj:`user_hop_rate` (first hops through another user),
         :obj:`masked_positive_per_step` (training positives among the second
-        hop's candidates: removed from them, or penalised with
-        :obj:`positive_penalty`), :obj:`random_pick_rate` (negatives from the random items),
+        hop's candidates: removed from them, or let into the pool of
+        :obj:`selection="recommender_max"`), :obj:`random_pick_rate`
+        (negatives from the random items rather than the KG),
         :obj:`false_negative_rate` (negatives that are held-out positives,
-        when monitored) and :obj:`mean_reward`."""
+        when monitored), :obj:`mean_reward`, :obj:`num_updates` (policy
+        steps) and :obj:`entropy_hop1` / :obj:`entropy_hop2` (mean attention
+        entropy relative to its maximum, over every walk so far)."""
         self._sync_stats()
         out = super().summary_stats()
         st = self.stats
@@ -1150,6 +1186,118 @@ class KGPolicy(Sampler, torch.nn.Module):
             'random_pick_rate': st['num_random_pick'] / neg,
             'mean_reward': st['reward_sum'] / max(st['num_rewarded'], 1),
         })
+        out.update(_entropy_ratios(st))
+        return out
+
+    def diagnostics(self) -> Dict[str, float]:
+        r"""What the policy did since the last call (the trainer calls it
+        once an epoch and logs it in the run's history): :obj:`policy_updates`
+        (policy steps taken), :obj:`num_updates` (all so far),
+        :obj:`entropy_hop1` / :obj:`entropy_hop2` (mean attention entropy of
+        each hop relative to its maximum :math:`\log n_{\text{valid}}`: 1 is
+        a uniform policy), :obj:`personalisation_hop1` /
+        :obj:`personalisation_hop2` (:meth:`personalisation`: 1 is a policy
+        that ignores the user), :obj:`mean_reward` (last step) and
+        :obj:`random_pick_rate` (negatives from the random items rather than
+        the KG). Draws no random numbers, so training does not depend on
+        whether it is called."""
+        self._sync_stats()
+        st = dict(self.stats)
+        d = {k: v - self._mark.get(k, 0) for k, v in st.items()}
+        self._mark = st
+        out = {'policy_updates': d['num_updates'],
+               'num_updates': st['num_updates']}
+        out.update(_entropy_ratios(d))
+        if d['num_rewarded'] > 0:
+            out['mean_reward'] = d['reward_sum'] / d['num_rewarded']
+        if d['num_sampled'] > 0:
+            out['random_pick_rate'] = d['num_random_pick'] / d['num_sampled']
+        out.update({f'personalisation_{k}': v for k, v in
+                    self.personalisation().items()})
+        return out
+
+    @torch.no_grad()
+    def personalisation(self, users: Optional[Tensor] = None,
+                        pos_items: Optional[Tensor] = None,
+                        num_rows: int = 1024) -> Dict[str, float]:
+        r"""How much the attention depends on the user: per row, the Pearson
+        correlation of the hop's logits computed for the row's user and for
+        another user (the users rolled by one place) on the same candidates,
+        averaged over the rows with at least 3 valid candidates. Hop 1 starts
+        from the positive item; hop 2 from the neighbour hop 1 ranks first.
+        About 1 for a policy that ignores the user; lower the more it
+        personalises.
+
+        Args:
+            users (torch.Tensor, optional): User ids, :obj:`torch.long`;
+                :obj:`None`: :obj:`num_rows` training pairs drawn with a
+                fixed private seed (the same every call, and no draw from
+                the global random stream).
+            pos_items (torch.Tensor, optional): Their positive items.
+            num_rows (int, optional): Rows of the default probe.
+                (default: :obj:`1024`)
+
+        Shapes:
+            - **users, pos_items:** :math:`(R)`
+            - **return:** :obj:`{"hop1": float, "hop2": float}` (a hop
+              without a row of 3 valid candidates is left out)
+        """
+        dev = self.device
+        if users is None:
+            g = torch.Generator().manual_seed(0)
+            idx = torch.randint(self.train_pos.nnz, (num_rows, ),
+                                generator=g).to(dev)
+            users = self.train_pos.row_ids()[idx]
+            pos_items = self.train_pos.indices[idx]
+        elif pos_items is None or pos_items.shape != users.shape:
+            raise ValueError("KGPolicy.personalisation: 'pos_items' must "
+                             "have the shape of 'users'")
+        if users.numel() < 2:
+            return {}
+        h = self.representations().detach()
+        pruned1, pruned2 = self._pruned
+        U, a = self.num_users, self.negative_slope
+        other = users.roll(1)
+        src = pos_items + U
+        out = {}
+        for hop in (1, 2):
+            cand = pruned1[pos_items] if hop == 1 else pruned2[src]
+            valid = cand >= 0
+            own = kg_attention.attention_logits(h, users, src, cand, a)
+            corr = kg_attention.row_correlation(
+                own, kg_attention.attention_logits(h, other, src, cand, a), valid)
+            if corr is not None:
+                out[f'hop{hop}'] = corr
+            if hop == 1:  # hop 2 starts from the top-ranked neighbour
+                best = own.masked_fill(~valid, -float('inf')).argmax(1)
+                has = valid.any(1)
+                src = cand.gather(1, best.view(-1, 1)).view(-1)
+                users, other, src = users[has], other[has], src[has]
+        return out
+
+    def policy_warnings(self, diagnostics: Dict[str, float]) -> List[str]:
+        r"""Plain statements of what :meth:`diagnostics` (e.g. at the
+        selected epoch) shows against a trained policy: no update, an
+        attention entropy at its maximum, logits that ignore the user.
+
+        Args:
+            diagnostics (dict): An output of :meth:`diagnostics`.
+        """
+        out = []
+        if diagnostics.get('num_updates', 0) == 0:
+            out.append('KGPolicy took no policy update: the negatives came '
+                       'from its untrained initial policy')
+        for hop in (1, 2):
+            e = diagnostics.get(f'entropy_hop{hop}')
+            if e is not None and e > 0.99:
+                out.append(f'KGPolicy hop-{hop} attention entropy is '
+                           f'{e:.1%} of its maximum: a (nearly) uniform '
+                           f'policy, not a trained one')
+            c = diagnostics.get(f'personalisation_hop{hop}')
+            if c is not None and c > 0.99:
+                out.append(f'KGPolicy hop-{hop} logits for the true and for '
+                           f'another user correlate at {c:.3f}: the policy '
+                           f'ignores the user')
         return out
 
     def __repr__(self) -> str:
@@ -1159,95 +1307,10 @@ class KGPolicy(Sampler, torch.nn.Module):
                 f'w_s={self.w_s}, refresh_interval={self.refresh_interval})')
 
 
-# --------------------------------------------------------------- explaining
-def _name(dataset, node: int) -> str:
-    U, I = int(dataset.num_users), int(dataset.num_items)
-    if node < U:
-        return f'user {node}'
-    e = node - U
-    kind = 'item' if e < I else 'entity'
-    fn = getattr(dataset, 'entity_name', None)
-    name = fn(e) if callable(fn) else None
-    if name and name != f'entity {e}':
-        return f'{kind} {e} "{name}"'
-    return f'{kind} {e}'
-
-
-def _relation(dataset, a: int, b: int) -> Optional[str]:
-    r"""Name of the graph edge :obj:`a -> b` (:obj:`None` if there is none:
-    a jump to a random item or a fallback)."""
-    U = int(dataset.num_users)
-    if (a < U) != (b < U):
-        u, node = (a, b) if a < U else (b, a)
-        e = node - U
-        if e < int(dataset.num_items) and bool(
-                (dataset.train_pos.row(u) == e).any()):
-            return 'interacts' if a < U else 'interacted_by'
-        return None
-    if a < U:
-        return None
-    kg = dataset.kg
-    ea, eb = a - U, b - U
-    hit = ((kg[:, 0] == ea) & (kg[:, 2] == eb)).nonzero()
-    inverse = ''
-    if hit.numel() == 0:
-        hit = ((kg[:, 0] == eb) & (kg[:, 2] == ea)).nonzero()
-        inverse = '^-1'
-    if hit.numel() == 0:
-        return None
-    r = int(kg[hit[0, 0], 1])
-    fn = getattr(dataset, 'relation_name', None)
-    return (fn(r) if callable(fn) else f'relation {r}') + inverse
-
-
-def format_paths(dataset, users: Tensor, output: SamplerOutput,
-                 n: int = 5) -> List[str]:
-    r"""Human-readable exploring paths of a :class:`KGPolicy` output (the
-    paper's case study), with entity and relation names where the dataset
-    has them, e.g. ``user 7: item 12 "Heat" -[film.film.genre]-> entity 2401
-    "Crime Film" -[film.film.genre^-1]-> item 88 "Ronin" => negative 88``.
-    ``~>`` marks a jump to one of the random items, ``(no neighbour)`` a hop
-    without candidates and ``(uniform fallback)`` a negative replaced by a
-    uniform one.
-
-    Args:
-        dataset (KGRecDataset): The dataset the sampler was built on.
-        users (torch.Tensor): The users passed to :meth:`KGPolicy.sample`.
-        output (SamplerOutput): Its output (needs :obj:`paths`).
-        n (int, optional): Number of paths to format. (default: :obj:`5`)
-
-    Shapes:
-        - **users:** :math:`(B)`
-        - **output.neg_items:** :math:`(B, N)`
-        - **output.paths:** :math:`(B, N, L)`, :math:`L = 2T + 1` for
-          :class:`KGPolicy` (:obj:`-1` pads)
-        - **output.fallback:** :math:`(B, N)`, optional
-        - **return:** a list of :math:`\min(n, B N)` strings, rows in
-          order (row :math:`b`'s :math:`N` paths, then row :math:`b + 1`'s)
-    """
-    if output.paths is None:
-        raise ValueError("format_paths: 'output' has no paths (not a "
-                         "KGPolicy output)")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"format_paths: 'n' must be a non-negative int "
-                         f"(got {n!r})")
-    paths = output.paths.cpu()
-    B, N, _ = paths.shape
-    lines = []
-    for row in range(min(n, B * N)):
-        b, j = divmod(row, N)
-        nodes = [int(x) for x in paths[b, j]]
-        text, prev = _name(dataset, nodes[0]), nodes[0]
-        for node in nodes[1:]:
-            if node < 0:
-                text += ' -> (no neighbour)'
-                continue
-            rel = _relation(dataset, prev, node)
-            text += (f' ~> {_name(dataset, node)}' if rel is None else
-                     f' -[{rel}]-> {_name(dataset, node)}')
-            prev = node
-        if output.fallback is not None and bool(output.fallback[b, j]):
-            text += ' (uniform fallback)'
-        lines.append(f'user {int(users[b])}: {text} => negative '
-                     f'{int(output.neg_items[b, j])}')
-    return lines
+def _entropy_ratios(st: Dict[str, float]) -> Dict[str, float]:
+    out = {}
+    for hop in (1, 2):
+        if st[f'entropy{hop}_rows'] > 0:
+            out[f'entropy_hop{hop}'] = (st[f'entropy{hop}_sum'] /
+                                        st[f'entropy{hop}_rows'])
+    return out

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.sampler import _kgpolicy_nn as nn
+from kgsampler.sampler import _kgpolicy_graph as kg_graph
+from kgsampler.sampler import _kgpolicy_attention as kg_attention
 from kgsampler.sampler.base import Sampler, SamplerOutput
 
 
@@ -112,7 +113,7 @@ class RandomWalk(Sampler):
                 validation positives. (default: :obj:`True`)
             **kwargs (optional): Arguments of :class:`RandomWalk`.
         """
-        edge_index, _, _ = nn.collaborative_graph(dataset)
+        edge_index, _, _ = kg_graph.collaborative_graph(dataset)
         cls._monitor_kwargs(dataset, track_false_negatives, kwargs)
         return cls(dataset.train_pos, edge_index, int(dataset.num_entities),
                    **kwargs)
@@ -159,7 +160,7 @@ class RandomWalk(Sampler):
         counts = torch.zeros(3, dtype=torch.long, device=u.device)
         for _ in range(T):
             mid = self._hop(self._ptr1, self._col1, cur - U,
-                            lambda c: ~nn.in_history(c.view(-1, 1),
+                            lambda c: ~kg_attention.in_history(c.view(-1, 1),
                                                      history).view(-1))
             has1 = mid >= 0
             nxt = torch.full_like(cur, -1)
@@ -169,7 +170,7 @@ class RandomWalk(Sampler):
                 u2 = u[idx]
 
                 def item_ok(c, hist2=hist2, u2=u2):
-                    return ~nn.in_history(c.view(-1, 1), hist2).view(-1) & \
+                    return ~kg_attention.in_history(c.view(-1, 1), hist2).view(-1) & \
                         ~self.is_pos(u2, (c - U).clamp(0, I - 1))
                 nxt[idx] = self._hop(self._ptr2, self._col2, mid[idx],
                                      item_ok)

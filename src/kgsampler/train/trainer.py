@@ -100,6 +100,25 @@ class Trainer:
             (how informative the negatives are), and the sampler's
             false-negative rate (when it monitors held-out positives) in
             :obj:`TrainResult.history`. (default: :obj:`True`)
+        sampler_warmup (int, optional): Batches on which a learnable sampler
+            is trained alone (:meth:`~Sampler.sample` then
+            :meth:`~Sampler.update`, the recommender frozen) before the first
+            epoch, so that model selection never sees an untrained sampler
+            (e.g. KGPolicy against a warm-started recommender). 0: none.
+            (default: :obj:`0`)
+        track_test (bool, optional): Also evaluate the test split after every
+            evaluation and log it in the history (:obj:`test_*`), to show how
+            much choosing the epoch on the test split (the protocol of some
+            released code) would inflate a result. Never used for any
+            choice. (default: :obj:`False`)
+
+    Every epoch's history row holds the sampler's
+    :meth:`~Sampler.diagnostics` (prefixed :obj:`sampler_`); with a sampler
+    that counts policy updates (:obj:`num_updates`),
+    :obj:`TrainResult.sampler_stats` holds
+    :obj:`updates_before_best_epoch`, and the diagnostics of the selected
+    epoch are checked by the sampler's :meth:`policy_warnings` (when it has
+    one), whose findings are logged as warnings.
     """
     def __init__(self, model: Recommender, sampler: Sampler, dataset,
                  lr: float = 1e-3, weight_decay: float = 0.0,
@@ -110,7 +129,8 @@ class Trainer:
                  eval_batch_size: int = 4096, kgat_ndcg: bool = True,
                  device: str = 'cpu', progress: bool = True,
                  checkpoint_path: Optional[str] = None,
-                 sparsity_groups: int = 4, track_dynamics: bool = True):
+                 sparsity_groups: int = 4, track_dynamics: bool = True,
+                 sampler_warmup: int = 0, track_test: bool = False):
         for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
                         ('eval_every', eval_every), ('num_neg', num_neg),
                         ('eval_batch_size', eval_batch_size),
@@ -119,6 +139,10 @@ class Trainer:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"Trainer: '{name}' must be a positive int "
                                  f"(got {v!r})")
+        if isinstance(sampler_warmup, bool) or not isinstance(
+                sampler_warmup, int) or sampler_warmup < 0:
+            raise ValueError(f"Trainer: 'sampler_warmup' must be a "
+                             f"non-negative int (got {sampler_warmup!r})")
         for name, v in (('lr', lr), ('weight_decay', weight_decay)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or \
                     not math.isfinite(v):
@@ -190,6 +214,8 @@ class Trainer:
         self.progress, self.checkpoint_path = progress, checkpoint_path
         self.track_dynamics = track_dynamics
         self.sparsity_groups = sparsity_groups
+        self.sampler_warmup = sampler_warmup
+        self.track_test = bool(track_test)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
                                           weight_decay=weight_decay)
 
@@ -246,6 +272,26 @@ class Trainer:
             bar.close()
         return {k: float(v) / max(total, 1) for k, v in sums.items()}
 
+    def warmup_sampler(self) -> Dict[str, float]:
+        r"""Trains a learnable sampler alone for :obj:`sampler_warmup`
+        batches of training pairs drawn in a random order (the recommender
+        frozen); returns the sampler's :meth:`~Sampler.diagnostics` over
+        them (:obj:`{}` when there is nothing to do)."""
+        if not self.sampler.learnable or self.sampler_warmup == 0:
+            return {}
+        self.model.eval()
+        users_all, items_all = self._train_users, self.train_pos.indices
+        n = self.sampler_warmup * self.batch_size
+        reps = -(-n // users_all.numel())
+        perm = torch.cat([torch.randperm(users_all.numel(),
+                                         device=self.device)
+                          for _ in range(reps)])[:n]
+        for chunk in perm.split(self.batch_size):
+            users, pos = users_all[chunk], items_all[chunk]
+            out = self.sampler.sample(users, pos, self.num_neg)
+            self.sampler.update(users, pos, out)
+        return self.sampler.diagnostics()
+
     def _train_batch(self, users: Tensor, pos: Tensor, out,
                      sums: Dict) -> None:
         """The recommender's step on one batch, then the sampler's."""
@@ -288,6 +334,12 @@ class Trainer:
         best_valid: Dict[str, float] = {}
         epoch_seconds, history = [], []
         bad_evals, epoch = 0, 0
+        warm = self.warmup_sampler()
+        if warm:
+            history.append({'epoch': 0, **{f'sampler_{k}': v
+                                           for k, v in warm.items()}})
+            log.info('sampler warm-up: ' + _fmt(warm))
+        best_diag: Dict[str, float] = {}
         for epoch in range(1, self.max_epochs + 1):
             before = (self.sampler.summary_stats()
                       if self.track_dynamics else {})
@@ -299,14 +351,20 @@ class Trainer:
             logs = {'epoch': epoch, 'seconds': epoch_seconds[-1], **logs}
             if self.track_dynamics:
                 logs.update(self._false_negative_delta(before))
+            diag = self.sampler.diagnostics()
+            logs.update({f'sampler_{k}': v for k, v in diag.items()})
             if has_valid and (epoch % self.eval_every == 0
                               or epoch == self.max_epochs):
                 valid = _scalars(self.evaluate('valid'))
                 logs.update({f'valid_{k}': v for k, v in valid.items()})
+                if self.track_test:  # reported apart, never chosen on
+                    logs.update({f'test_{k}': v for k, v in
+                                 _scalars(self.evaluate('test')).items()})
                 if valid[self.monitor] > best_score:
                     best_score, best_epoch, best_valid = (
                         valid[self.monitor], epoch, valid)
                     best_state = copy.deepcopy(self.model.state_dict())
+                    best_diag = diag
                     bad_evals = 0
                     if self.checkpoint_path:
                         torch.save(best_state, self.checkpoint_path)
@@ -321,6 +379,7 @@ class Trainer:
                 break
         if best_state is None:  # no validation split: keep the last state
             best_epoch = epoch
+            best_diag = diag if epoch > 0 else warm
             if self.checkpoint_path:
                 torch.save(self.model.state_dict(), self.checkpoint_path)
         else:
@@ -330,10 +389,19 @@ class Trainer:
         by_group = self._by_sparsity(full)
         log.info('best epoch %d: valid %s test %s', best_epoch,
                  _fmt(best_valid), _fmt(test))
+        stats = self.sampler.summary_stats()
+        if 'num_updates' in best_diag:
+            stats['updates_before_best_epoch'] = best_diag['num_updates']
+            stats.update({f'best_epoch_{k}': v for k, v in best_diag.items()
+                          if k != 'num_updates'})
+        check = getattr(self.sampler, 'policy_warnings', None)
+        if callable(check):
+            for msg in check(best_diag):
+                log.warning('at the selected epoch %d: %s', best_epoch, msg)
         return TrainResult(best_epoch=best_epoch, epochs_run=epoch,
                            epoch_seconds=epoch_seconds, valid=best_valid,
                            test=test, history=history,
-                           sampler_stats=self.sampler.summary_stats(),
+                           sampler_stats=stats,
                            test_by_sparsity=by_group)
 
     def _by_sparsity(self, full: Dict) -> List[Dict[str, float]]:
