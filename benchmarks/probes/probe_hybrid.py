@@ -6,7 +6,7 @@ protocol (the settings of ``benchmarks/_kgpolicy_settings.sh``, validation
 early stopping), next to DNS with --uniform + 1 uniform candidates, so that
 both pick among the same number of items.
 
-    python benchmarks/probe_hybrid.py --dataset ml-1m --seeds 1 2 3
+    python benchmarks/probes/probe_hybrid.py --dataset ml-1m --seeds 1 2 3
 
 The warm start is loaded from the ablations' cache (``multirun/ablation/
 cache``, or $KGSAMPLER_CACHE) or trained and cached first. Prints validation
@@ -20,6 +20,8 @@ from typing import Optional
 
 import torch
 
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), ".."))
 from _common import ROOT, dataset_dir, header
 from probe_negatives import SETTINGS
 
@@ -137,7 +139,7 @@ def main():
               f'{statistics.mean(cols[1]):.4f} ± {sd(cols[1]):.4f}, '
               f'recall@20 {statistics.mean(cols[2]):.4f} ± '
               f'{sd(cols[2]):.4f}')
-    print(f'# command: python benchmarks/probe_hybrid.py --dataset '
+    print(f'# command: python benchmarks/probes/probe_hybrid.py --dataset '
           f'{args.dataset} --seeds {" ".join(map(str, args.seeds))} '
           f'--uniform {args.uniform} --samplers {" ".join(args.samplers)}')
 

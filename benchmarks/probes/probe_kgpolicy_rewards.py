@@ -4,7 +4,7 @@ same RNS-pretrained MF (validation split only; the test split is not read).
 Every KGPolicy variant starts from BASE below, the sampler's defaults when the
 committed results (benchmarks/results/kgpolicy_probe*.txt) were measured.
 
-    python benchmarks/probe_kgpolicy_rewards.py [--dataset ml-1m] [--epochs 3]
+    python benchmarks/probes/probe_kgpolicy_rewards.py [--dataset ml-1m] [--epochs 3]
 
 For each variant it prints the validation ndcg@20 after each epoch and, over
 the last 50,000 negatives: their mean training popularity (number of training
@@ -18,6 +18,8 @@ import math
 
 import torch
 
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), ".."))
 from _common import dataset_dir, header
 from kgsampler import DNS, MF, RNS, KGPolicy, KGRecDataset, Trainer
 

@@ -3,8 +3,8 @@ popular they are, how hard (the recommender's score against the positive's)
 and how often they are validation positives (false negatives), for RNS, PNS,
 DNS-8 and KGPolicy before and after epochs of co-training.
 
-    python benchmarks/probe_negatives.py --dataset ml-1m
-    python benchmarks/probe_negatives.py --dataset lastfm --epochs 3
+    python benchmarks/probes/probe_negatives.py --dataset ml-1m
+    python benchmarks/probes/probe_negatives.py --dataset lastfm --epochs 3
 
 The warm start is the one the ablation scripts use (MF trained with RNS,
 ``benchmarks/_kgpolicy_settings.sh``'s learning rates, seed --seed), loaded
@@ -26,6 +26,8 @@ import os
 
 import torch
 
+import os as _os, sys as _sys  # noqa: E401
+_sys.path.insert(0, _os.path.join(_os.path.dirname(_os.path.abspath(__file__)), ".."))
 from _common import ROOT, dataset_dir, header
 
 # benchmarks/_kgpolicy_settings.sh, as Hydra overrides
@@ -109,7 +111,7 @@ def main():
         trainer.train_epoch(epoch)
         sampler.reset_stats()
         probe(f'KGPolicy, co-trained {epoch} epoch(s)', sampler)
-    print(f'# command: python benchmarks/probe_negatives.py --dataset '
+    print(f'# command: python benchmarks/probes/probe_negatives.py --dataset '
           f'{args.dataset} --seed {args.seed} --batches {args.batches} '
           f'--epochs {args.epochs}')
 
