@@ -994,3 +994,29 @@ def test_sampling_without_update_warns_once(tiny):
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         s.sample(users, pos)  # once only
+
+
+@pytest.mark.parametrize('selection', ['sample', 'recommender_max'])
+@pytest.mark.parametrize('normalize', [False, True])
+def test_encoder_gradient_matches_autograd_end_to_end(selection, normalize):
+    """The gradient Adam receives at a policy step (closed form into the
+    cached representations, then one backward pass through forward(),
+    normalisation included) equals autograd of the REINFORCE loss."""
+    ds = random_dataset(0)
+    s, _ = build(ds, refresh_interval=1, pg_fraction=1.0, n1=6, n2=6,
+                 selection=selection, normalize=normalize)
+    s.personalisation()  # caches the representations without a graph
+    users, pos = ds.train_pos.row_ids()[:24], ds.train_pos.indices[:24]
+    torch.manual_seed(3)
+    out = s.sample(users, pos, 2)
+    G = s.returns(s.reward(users, pos, out.proposals))
+    adv = G - G.mean(dim=(0, 1))  # first batch: the baseline is the mean
+    ref = -(adv * s.step_log_prob(out, s.forward())).sum(-1).mean()
+    expect = torch.autograd.grad(ref, list(s.parameters()))
+    seen = []
+    s.optimizer.step = lambda: seen.append(
+        [p.grad.detach().clone() for p in s.parameters()])
+    s.update(users, pos, out)
+    assert len(seen) == 1
+    for got, want in zip(seen[0], expect):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)

@@ -175,8 +175,8 @@ class KGPolicy(Sampler, torch.nn.Module):
     redrawn every :obj:`table_refresh_epochs`), the :obj:`n2` with the largest
     :math:`\mathbf{h}_{e}^{\top}\mathbf{h}_{e'}` kept, plus
     :obj:`num_random` uniform items; nodes already on the path, the user
-    itself and the user's training positives are removed, so the walk never
-    proposes a training positive. The softmax is a scatter softmax over the
+    itself and the user's training positives are removed, so with
+    :obj:`selection="sample"` the walk never proposes a training positive. The softmax is a scatter softmax over the
     flat valid (row, candidate) pairs. The last item is the negative; every
     step's item is a proposal rewarded by the recommender,
 
@@ -259,9 +259,12 @@ class KGPolicy(Sampler, torch.nn.Module):
             second keeps the :obj:`pool_size` candidates with the highest
             attention and takes the one the recommender scores highest
             (training positives may enter that pool; one that wins the last
-            step is replaced by a uniform negative, a fallback). The policy
-            gradient is that of the chosen entries' log-probabilities in both
-            modes. (default: :obj:`"sample"`)
+            step is replaced by a uniform negative, a fallback, but is still
+            the proposal that is rewarded, and a walk may go on from one, as
+            in the released code). The policy gradient is that of the chosen
+            entries' log-probabilities in both modes; in this mode hop 1 is a
+            greedy choice, so :obj:`entropy_hop1` describes the attention,
+            not the choice. (default: :obj:`"sample"`)
         pool_size (int, optional): The pool of :obj:`"recommender_max"`
             (32 in the released code). (default: :obj:`32`)
         w_p (float, optional): Prediction-reward weight. (default: 1.0)
@@ -1222,7 +1225,9 @@ class KGPolicy(Sampler, torch.nn.Module):
                         num_rows: int = 1024) -> Dict[str, float]:
         r"""How much the attention depends on the user: per row, the Pearson
         correlation of the hop's logits computed for the row's user and for
-        another user (the users rolled by one place) on the same candidates,
+        another user (the users rolled by one place; rows paired with their
+        own user are skipped) on the same candidates (the pruned KG
+        neighbours; not the random items),
         averaged over the rows with at least 3 valid candidates. Hop 1 starts
         from the positive item; hop 2 from the neighbour hop 1 ranks first.
         About 1 for a policy that ignores the user; lower the more it
@@ -1258,6 +1263,9 @@ class KGPolicy(Sampler, torch.nn.Module):
         pruned1, pruned2 = self._pruned
         U, a = self.num_users, self.negative_slope
         other = users.roll(1)
+        differ = other != users  # a row paired with its own user says nothing
+        users, other = users[differ], other[differ]
+        pos_items = pos_items[differ]
         src = pos_items + U
         out = {}
         for hop in (1, 2):
