@@ -182,3 +182,22 @@ def test_two_recommender_classes_are_never_pooled(tmp_path, names):
     table = report([str(tmp_path), '--out', str(tmp_path / 'rep')])
     assert f'| toy | rns | {names[0]} | {classes[0]} | - | 2 |' in table
     assert f'| toy | rns | {names[1]} | {classes[1]} | - | 2 |' in table
+
+
+def test_plots_skip_the_sampler_warm_up_row(sweep, tmp_path, monkeypatch):
+    """A history that starts with the sampler's warm-up (epoch 0, no
+    training losses) still draws its dynamics curves."""
+    pytest.importorskip('matplotlib', reason='the plot extra is not installed')
+    import json
+    from matplotlib.axes import Axes
+    for path in sweep.rglob('metrics.json'):
+        m = json.loads(path.read_text())
+        m['history'].insert(0, {'epoch': 0, 'sampler_num_updates': 2})
+        path.write_text(json.dumps(m))
+    labels = []
+    real = Axes.plot
+    monkeypatch.setattr(Axes, 'plot', lambda self, *a, **k: (
+        labels.append(k.get('label')), real(self, *a, **k))[1])
+    report([str(sweep), '--select', 'trainer.lr', '--out',
+            str(tmp_path / 'rep'), '--plots', str(tmp_path / 'fig')])
+    assert labels.count('rns (mf)') == 2  # gradient magnitude and FN rate

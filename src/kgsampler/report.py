@@ -335,8 +335,9 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
             label = f'{row.sampler} ({row.recommender})'
             for ax, key in zip(axes, ('grad_magnitude',
                                       'false_negative_rate')):
-                curves = [[h.get(key) for h in r.metrics.get('history', [])]
-                          for r in row.runs]
+                # epoch 0 is a sampler warm-up (no training losses)
+                curves = [[h.get(key) for h in r.metrics.get('history', [])
+                           if h.get('epoch', 1) >= 1] for r in row.runs]
                 n = min((len(c) for c in curves), default=0)
                 if n == 0 or any(v is None for c in curves for v in c[:n]):
                     continue

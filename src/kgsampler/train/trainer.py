@@ -379,7 +379,7 @@ class Trainer:
                 break
         if best_state is None:  # no validation split: keep the last state
             best_epoch = epoch
-            best_diag = diag if epoch > 0 else warm
+            best_diag = diag
             if self.checkpoint_path:
                 torch.save(self.model.state_dict(), self.checkpoint_path)
         else:
