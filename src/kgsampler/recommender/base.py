@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -35,16 +36,20 @@ class Recommender(torch.nn.Module, ABC):
 
     A recommender is a :class:`torch.nn.Module` that is also a
     :class:`~kgsampler.sampler.Scorer`. To plug in your own model, subclass
-    this and implement:
+    this, set :obj:`num_users` and :obj:`num_items`, and implement
+    :meth:`score` -- :math:`(B), (B, K) \to (B, K)`, higher is more
+    relevant. Everything else has a default, to override where the model
+    knows better:
 
-    * :meth:`score` -- :math:`(B), (B, K) \to (B, K)`, higher is more relevant
-      (used by adaptive samplers and KGPolicy's prediction reward);
-    * :meth:`loss` -- the training loss of a batch of (user, positive,
-      negatives);
-    * :meth:`full_scores` -- scores of all items for full-ranking evaluation.
-
-    :meth:`similarity` (item-item, used by KGPolicy's similarity reward)
-    defaults to the inner product of :meth:`item_representations`.
+    * :meth:`loss` -- BPR on :meth:`score` (no regulariser);
+    * :meth:`full_scores` -- :meth:`score` of every item, for full-ranking
+      evaluation (override with one matrix product where the model has one);
+    * :meth:`similarity` (item-item, KGPolicy's similarity reward) -- the
+      inner product of :meth:`item_representations`, which raises unless
+      overridden;
+    * :meth:`auxiliary_losses` -- extra objectives trained in their own
+      phase after each epoch (e.g. KGAT's TransR loss); none by default.
+      An objective trained jointly (e.g. CKE's) belongs in :meth:`loss`.
     """
     num_users: int
     num_items: int
@@ -64,10 +69,11 @@ class Recommender(torch.nn.Module, ABC):
             - **output:** :math:`(B, K)`
         """
 
-    @abstractmethod
     def loss(self, users: Tensor, pos_items: Tensor,
              neg_items: Tensor) -> Tensor:
-        r"""Scalar training loss of a batch of (user, positive, negatives).
+        r"""Scalar training loss of a batch of (user, positive, negatives);
+        by default BPR on :meth:`score`, :math:`-\frac{1}{BN}\sum
+        \ln\sigma(s(u, i) - s(u, j))`.
 
         Args:
             users (torch.Tensor): User ids, :obj:`torch.long`.
@@ -83,10 +89,14 @@ class Recommender(torch.nn.Module, ABC):
             - **neg_items:** :math:`(B, N)`
             - **output:** :math:`()`
         """
+        pos = self.score(users, pos_items.view(-1, 1))  # [B, 1]
+        neg = self.score(users, neg_items)  # [B, N]
+        return -F.logsigmoid(pos - neg).mean()
 
-    @abstractmethod
     def full_scores(self, users: Tensor) -> Tensor:
-        r"""Scores of every item, for full-ranking evaluation.
+        r"""Scores of every item, for full-ranking evaluation; by default
+        :meth:`score` with every item as a candidate of every user, in chunks
+        of at most :math:`2^{22}` pairs.
 
         Args:
             users (torch.Tensor): User ids, :obj:`torch.long`.
@@ -95,6 +105,14 @@ class Recommender(torch.nn.Module, ABC):
             - **users:** :math:`(B)`
             - **output:** :math:`(B, |\mathcal{I}|)`
         """
+        num_items = int(self.num_items)
+        items = torch.arange(num_items, device=users.device)
+        step = max(1, (1 << 22) // max(num_items, 1))
+        rows = [self.score(u, items.expand(u.numel(), num_items))
+                for u in users.split(step)]
+        if not rows:
+            return items.new_zeros((0, num_items), dtype=torch.float)
+        return torch.cat(rows, dim=0)
 
     def item_representations(self, items: Tensor) -> Tensor:
         r"""Item vectors used by the default :meth:`similarity`. Raises
@@ -128,3 +146,21 @@ class Recommender(torch.nn.Module, ABC):
         a = self.item_representations(items_a)
         b = self.item_representations(items_b)
         return (b @ a.unsqueeze(-1)).squeeze(-1)
+
+    def auxiliary_losses(self, batch_size: int) -> Iterator[Tensor]:
+        r"""Extra objectives trained alternately with :meth:`loss`: the
+        :class:`~kgsampler.Trainer` iterates this once after each epoch's
+        recommendation batches and takes one optimiser step on each yielded
+        scalar (e.g. one per batch of knowledge-graph triples in KGAT's
+        TransR phase). Code after the last :obj:`yield` runs once the phase
+        is over (e.g. to refresh attention weights). Yields nothing by
+        default.
+
+        Args:
+            batch_size (int): The trainer's batch size, as a hint for the
+                size of each auxiliary batch.
+
+        Shapes:
+            - **output:** an iterator of :math:`()` tensors
+        """
+        return iter(())

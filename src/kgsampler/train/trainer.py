@@ -55,7 +55,9 @@ class Trainer:
     Each epoch visits every training interaction once in a random order. For
     every batch: the sampler draws negatives, the recommender takes an Adam
     step on :meth:`~Recommender.loss`, and a learnable sampler then takes its
-    own step (:meth:`~Sampler.update`) with the recommender frozen. After
+    own step (:meth:`~Sampler.update`) with the recommender frozen. The
+    recommender's :meth:`~Recommender.auxiliary_losses` (e.g. KGAT's TransR
+    phase), if any, then take one Adam step each. After
     each :obj:`eval_every` epochs the model is ranked on the validation split;
     the best state (by :obj:`monitor`) is kept, training stops after
     :obj:`patience` evaluations without improvement, and the test split is
@@ -270,7 +272,25 @@ class Trainer:
                 bar.update(k)
         if bar is not None:
             bar.close()
-        return {k: float(v) / max(total, 1) for k, v in sums.items()}
+        logs = {k: float(v) / max(total, 1) for k, v in sums.items()}
+        logs.update(self._auxiliary_phase())
+        return logs
+
+    def _auxiliary_phase(self) -> Dict[str, float]:
+        """One optimiser step on each loss of the recommender's
+        :meth:`~Recommender.auxiliary_losses`; their mean as
+        :obj:`auxiliary_loss` (nothing when there are none)."""
+        total, steps = None, 0
+        for loss in self.model.auxiliary_losses(self.batch_size):
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            total = loss.detach() if total is None else total + loss.detach()
+            steps += 1
+        if steps == 0:
+            return {}
+        return {'auxiliary_loss': float(total) / steps,
+                'auxiliary_steps': float(steps)}
 
     def warmup_sampler(self) -> Dict[str, float]:
         r"""Trains a learnable sampler alone for :obj:`sampler_warmup`
