@@ -69,6 +69,7 @@ def _pretrain_trainer_cfg(cfg: DictConfig) -> Dict[str, Any]:
     # cache key)
     out.pop('sampler_warmup', None)
     out.pop('track_test', None)
+    out.pop('time_budget', None)  # the main run's budget, not the warm start's
     for k in ('lr', 'weight_decay'):
         if cfg.pretrain.get(k) is not None:
             out[k] = cfg.pretrain[k]
@@ -282,6 +283,7 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         'seed': int(cfg.seed),
         'best_epoch': result.best_epoch,
         'epochs_run': result.epochs_run,
+        'stopped_by': result.stopped_by,
         'epoch_seconds': [round(s, 4) for s in result.epoch_seconds],
         'valid': result.valid,
         'test': result.test,

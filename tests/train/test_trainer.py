@@ -358,3 +358,26 @@ def test_sampler_warmup_and_policy_update_accounting():
         h[res.best_epoch]['sampler_num_updates']
     with pytest.raises(ValueError, match=r"'sampler_warmup' must be a non-n"):
         Trainer(model, sampler, data, sampler_warmup=-1)
+
+
+def test_time_budget_stops_after_the_epoch_under_way():
+    ds = block_dataset()
+    model = MF(ds.num_users, ds.num_items, embedding_dim=8)
+    res = Trainer(model, RNS(ds.train_pos), ds, batch_size=32, max_epochs=50,
+                  patience=50, progress=False, time_budget=1e-9).fit()
+    assert (res.epochs_run, res.stopped_by) == (1, 'time_budget')
+    res = Trainer(model, RNS(ds.train_pos), ds, batch_size=32, max_epochs=2,
+                  patience=50, progress=False, time_budget=1e6).fit()
+    assert (res.epochs_run, res.stopped_by) == (2, 'max_epochs')
+    res = Trainer(model, RNS(ds.train_pos), ds, batch_size=32, max_epochs=50,
+                  patience=1, progress=False).fit()
+    assert res.stopped_by == 'patience'
+
+
+@pytest.mark.parametrize('bad', [0, -1.0, float('inf'), True, '10'])
+def test_time_budget_errors(bad):
+    ds = block_dataset()
+    with pytest.raises(ValueError, match=r"Trainer: 'time_budget' must be "
+                       r"None or a positive number of seconds \(got"):
+        Trainer(MF(ds.num_users, ds.num_items), RNS(ds.train_pos), ds,
+                time_budget=bad)

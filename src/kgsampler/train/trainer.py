@@ -37,6 +37,8 @@ class TrainResult:
             per user group: users sorted by their number of training
             interactions and cut into equal-size groups (quartiles by
             default), each with its interaction range.
+        stopped_by (str): Why training ended: :obj:`"max_epochs"`,
+            :obj:`"patience"` or :obj:`"time_budget"`.
     """
     best_epoch: int
     epochs_run: int
@@ -46,6 +48,7 @@ class TrainResult:
     history: List[Dict[str, float]] = field(default_factory=list)
     sampler_stats: Dict[str, float] = field(default_factory=dict)
     test_by_sparsity: List[Dict[str, float]] = field(default_factory=list)
+    stopped_by: str = 'max_epochs'
 
 
 class Trainer:
@@ -113,6 +116,11 @@ class Trainer:
             much choosing the epoch on the test split (the protocol of some
             released code) would inflate a result. Never used for any
             choice. (default: :obj:`False`)
+        time_budget (float, optional): Wall-clock seconds (training and
+            validation, from the start of :meth:`fit`) after which no new
+            epoch starts; the epoch under way finishes and is evaluated, and
+            :obj:`TrainResult.stopped_by` says :obj:`"time_budget"`.
+            :obj:`None`: no limit. (default: :obj:`None`)
 
     Every epoch's history row holds the sampler's
     :meth:`~Sampler.diagnostics` (prefixed :obj:`sampler_`); with a sampler
@@ -132,7 +140,8 @@ class Trainer:
                  device: str = 'cpu', progress: bool = True,
                  checkpoint_path: Optional[str] = None,
                  sparsity_groups: int = 4, track_dynamics: bool = True,
-                 sampler_warmup: int = 0, track_test: bool = False):
+                 sampler_warmup: int = 0, track_test: bool = False,
+                 time_budget: Optional[float] = None):
         for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
                         ('eval_every', eval_every), ('num_neg', num_neg),
                         ('eval_batch_size', eval_batch_size),
@@ -145,6 +154,13 @@ class Trainer:
                 sampler_warmup, int) or sampler_warmup < 0:
             raise ValueError(f"Trainer: 'sampler_warmup' must be a "
                              f"non-negative int (got {sampler_warmup!r})")
+        if time_budget is not None and (
+                isinstance(time_budget, bool)
+                or not isinstance(time_budget, (int, float))
+                or not time_budget > 0 or not math.isfinite(time_budget)):
+            raise ValueError(f"Trainer: 'time_budget' must be None or a "
+                             f"positive number of seconds (got "
+                             f"{time_budget!r})")
         for name, v in (('lr', lr), ('weight_decay', weight_decay)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or \
                     not math.isfinite(v):
@@ -218,6 +234,8 @@ class Trainer:
         self.sparsity_groups = sparsity_groups
         self.sampler_warmup = sampler_warmup
         self.track_test = bool(track_test)
+        self.time_budget = (None if time_budget is None
+                            else float(time_budget))
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
                                           weight_decay=weight_decay)
 
@@ -353,7 +371,8 @@ class Trainer:
         best_score, best_epoch, best_state = -float('inf'), 0, None
         best_valid: Dict[str, float] = {}
         epoch_seconds, history = [], []
-        bad_evals, epoch = 0, 0
+        bad_evals, epoch, stopped_by = 0, 0, 'max_epochs'
+        start = time.perf_counter()
         warm = self.warmup_sampler()
         if warm:
             history.append({'epoch': 0, **{f'sampler_{k}': v
@@ -396,6 +415,13 @@ class Trainer:
             if has_valid and bad_evals >= self.patience:
                 log.info('early stopping at epoch %d (best %d)', epoch,
                          best_epoch)
+                stopped_by = 'patience'
+                break
+            if self.time_budget is not None and epoch < self.max_epochs and \
+                    time.perf_counter() - start >= self.time_budget:
+                log.info('time budget of %.0f s spent after epoch %d (best '
+                         '%d)', self.time_budget, epoch, best_epoch)
+                stopped_by = 'time_budget'
                 break
         if best_state is None:  # no validation split: keep the last state
             best_epoch = epoch
@@ -422,7 +448,7 @@ class Trainer:
                            epoch_seconds=epoch_seconds, valid=best_valid,
                            test=test, history=history,
                            sampler_stats=stats,
-                           test_by_sparsity=by_group)
+                           test_by_sparsity=by_group, stopped_by=stopped_by)
 
     def _by_sparsity(self, full: Dict) -> List[Dict[str, float]]:
         """Per-user test metrics averaged over equal-size user groups sorted
