@@ -9,7 +9,7 @@ TORCH  ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP  := $(VENV)/.kgsampler-installed
 
-.PHONY: run test install scatter clean
+.PHONY: run test docs install scatter clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,10 +30,16 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q tests
 
+# The documentation site (Sphinx, autodoc over the docstrings, the Markdown pages of docs/),
+# warnings as errors; opens at docs/_build/html/index.html.
+docs: $(STAMP)
+	$(BIN)/pip install -q '.[docs]'
+	$(BIN)/sphinx-build -E -q -W --keep-going -b html docs docs/_build/html
+
 # Optional fast paths (compiled from source here: ~6 min for torch-scatter, ~20 for torch-sparse).
 scatter: $(STAMP)
 	$(BIN)/pip install --no-build-isolation torch-scatter
 	$(BIN)/pip install --no-build-isolation torch-sparse
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info outputs multirun
+	rm -rf $(VENV) build src/*.egg-info outputs multirun docs/_build

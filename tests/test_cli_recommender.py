@@ -100,9 +100,9 @@ def test_lightgcn_from_the_command_line(tmp_path, sampler):
 
 
 MODULE = '''
-    """A user's recommender: MF built from the dataset object alone."""
+    """A user's recommender: MF built from the dataset object alone, with
+    only score() (the loss and full ranking are the contract's defaults)."""
     import torch
-    import torch.nn.functional as F
 
     from kgsampler import Recommender
 
@@ -119,13 +119,6 @@ MODULE = '''
         def score(self, users, items):
             return (self.item(items) @ self.user(users).unsqueeze(-1)) \\
                 .squeeze(-1)
-
-        def full_scores(self, users):
-            return self.user(users) @ self.item.weight.t()
-
-        def loss(self, users, pos_items, neg_items):
-            pos = self.score(users, pos_items.unsqueeze(-1))
-            return -F.logsigmoid(pos - self.score(users, neg_items)).mean()
 '''
 
 

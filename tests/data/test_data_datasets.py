@@ -94,3 +94,31 @@ def test_download_with_zipped_kg(tmp_path, monkeypatch, make_kgat):
 def test_root_type():
     with pytest.raises(TypeError, match=r"AmazonBook: 'root' must be a str"):
         AmazonBook(3)
+
+
+def test_movielens_1m_download(tmp_path, monkeypatch, make_kgat):
+    """A fake server with DiKGRS' plain files at the pinned commit."""
+    from kgsampler.data.datasets import MovieLens1M
+    src = make_kgat(name='server')
+    base = ('https://raw.githubusercontent.com/alipay/A-Knowledge-augmented-'
+            'Method-DiKGRS/fd0892b4f44c975a9d04dc55d9bdaf7dce5d737c/data/'
+            'movie')
+    served = {f'{base}/{n}': (src / n).read_bytes()
+              for n in ('train.txt', 'test.txt', 'kg_final.txt',
+                        'relation_list.txt')}
+    requested = []
+
+    def fake_download(url, folder, log=True, filename=None):
+        requested.append(url)
+        if url not in served:
+            raise OSError('HTTP Error 404: Not Found')
+        path = Path(folder) / url.rpartition('/')[2]
+        path.write_bytes(served[url])
+        return str(path)
+
+    monkeypatch.setattr(datasets_module, 'download_url', fake_download)
+    ds = MovieLens1M(str(tmp_path), valid_ratio=0.0)
+    assert ds.name == 'ml-1m' and ds.statistics()['num_triples'] == 7
+    assert sorted(requested) == sorted(served)
+    assert sorted(os.listdir(tmp_path / 'ml-1m' / 'raw')) == [
+        'kg_final.txt', 'relation_list.txt', 'test.txt', 'train.txt']

@@ -9,7 +9,8 @@ from kgsampler.data.graph import (HomogeneousKG, build_hetero_data,
 from kgsampler.data.dataset import KGRecDataset
 from kgsampler.data.synthetic import make_synthetic
 from kgsampler.data.datasets import (AmazonBook, KGATDataset, LastFM,
-                                     Yelp2018)
+                                     MovieLens1M, Yelp2018)
+from kgsampler.data.recbole import read_recbole
 
 __all__ = [
     'UserItemCSR',
@@ -29,4 +30,6 @@ __all__ = [
     'AmazonBook',
     'LastFM',
     'Yelp2018',
+    'MovieLens1M',
+    'read_recbole',
 ]

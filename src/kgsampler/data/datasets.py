@@ -16,7 +16,7 @@ from torch_geometric.data import download_url, extract_zip
 from kgsampler.data.dataset import KGRecDataset, _kgat_kwargs
 from kgsampler.data.kgat import read_kgat
 
-__all__ = ['KGATDataset', 'AmazonBook', 'LastFM', 'Yelp2018']
+__all__ = ['KGATDataset', 'AmazonBook', 'LastFM', 'Yelp2018', 'MovieLens1M']
 
 
 class KGATDataset(KGRecDataset):
@@ -165,3 +165,23 @@ class Yelp2018(KGATDataset):
     Args: see :class:`KGATDataset`.
     """
     kgat_name = 'yelp2018'
+
+
+class MovieLens1M(KGATDataset):
+    r"""MovieLens-1M in KGAT format: 6,036 users, 2,347 items (2,254 with
+    interactions), 376,886 positives (ratings of at least 4, as RippleNet
+    and MKR), the Satori KG with 7 relations (20,195 triples), as published
+    with DiKGRS (Alipay; train/test split included). The files are fetched
+    from that repository at a fixed commit. MovieLens' terms allow research
+    use and forbid redistribution: keep the downloaded files to yourself.
+
+    Args: see :class:`KGATDataset`.
+    """
+    kgat_name = 'ml-1m'
+    url = ('https://raw.githubusercontent.com/alipay/'
+           'A-Knowledge-augmented-Method-DiKGRS/'
+           'fd0892b4f44c975a9d04dc55d9bdaf7dce5d737c/data')
+    optional_file_names = ['relation_list.txt']
+
+    def _urls(self, fname: str) -> List[str]:
+        return [f'{self.url}/movie/{fname}']  # plain files, folder 'movie'
