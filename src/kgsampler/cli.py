@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Dict, Sequence
@@ -49,6 +50,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_method, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
+from kgsampler.utils._io import atomic_json_dump, atomic_torch_save
+
 log = logging.getLogger('kgsampler.cli')
 
 
@@ -59,34 +62,136 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Trainer settings that do not change the weights a warm start ends with
+#: (display, bookkeeping, evaluation speed, the main run's own budget and
+#: resume files): left out of the warm-start cache key.
+COSMETIC_TRAINER_KEYS = ('progress', 'eval_batch_size', 'track_dynamics',
+                         'track_test', 'sparsity_groups', 'kgat_ndcg',
+                         'time_budget', 'sampler_warmup', 'checkpoint_path',
+                         'state_path', 'checkpoint_every', 'resume')
+
+
 def _pretrain_trainer_cfg(cfg: DictConfig) -> Dict[str, Any]:
     """The trainer settings of the warm start (pretrain.lr / weight_decay
     override the main run's)."""
     out = OmegaConf.to_container(cfg.trainer, resolve=True)
     out['max_epochs'] = cfg.pretrain.epochs
-    # uniform negatives need no sampler warm-up, and the test split is not
-    # tracked during the warm start (neither changes its weights: not in the
-    # cache key)
-    out.pop('sampler_warmup', None)
-    out.pop('track_test', None)
-    out.pop('time_budget', None)  # the main run's budget, not the warm start's
+    # uniform negatives need no sampler warm-up, the test split is not
+    # tracked during the warm start, the main run's budget and resume files
+    # are not the warm start's
+    for k in ('sampler_warmup', 'track_test', 'time_budget',
+              'checkpoint_every', 'resume'):
+        out.pop(k, None)
     for k in ('lr', 'weight_decay'):
         if cfg.pretrain.get(k) is not None:
             out[k] = cfg.pretrain[k]
     return out
 
 
-def _pretrain_key(cfg: DictConfig, dataset) -> str:
-    blob = json.dumps(
-        {
-            'dataset': OmegaConf.to_container(cfg.dataset, resolve=True),
-            'stats': dataset.statistics(),
-            'recommender': OmegaConf.to_container(cfg.recommender,
-                                                  resolve=True),
-            'trainer': _pretrain_trainer_cfg(cfg),
-            'seed': cfg.seed,
-        }, sort_keys=True, default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+def dataset_digest(dataset) -> str:
+    """SHA-256 of a dataset's content: its sizes, the three splits and the
+    knowledge graph (what a model trained on it sees; not its path)."""
+    h = hashlib.sha256()
+    h.update(json.dumps(dataset.statistics(), sort_keys=True).encode())
+    for csr in (dataset.train_pos, dataset.valid_pos, dataset.test_pos):
+        for t in (csr.indptr, csr.indices):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h.update(dataset.kg.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _code_digest(model) -> str:
+    """SHA-256 of the source files a warm start runs: the recommender's
+    module (and its bases' within kgsampler), the trainer, the evaluation
+    and the uniform sampler."""
+    import kgsampler
+    root = Path(kgsampler.__file__).parent
+    files = {root / 'train' / 'trainer.py', root / 'train' / 'evaluate.py',
+             root / 'sampler' / 'base.py', root / 'sampler' / 'uniform.py',
+             root / 'utils' / '_membership.py'}
+    for cls in type(model).__mro__:
+        f = inspect.getsourcefile(cls) if cls.__module__ not in (
+            'builtins', ) else None
+        if f and cls.__module__.split('.')[0] in ('kgsampler',
+                                                   type(model).__module__
+                                                   .split('.')[0]):
+            files.add(Path(f))
+    h = hashlib.sha256()
+    for f in sorted(files):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def pretrain_key(cfg: DictConfig, dataset, model=None) -> Dict[str, Any]:
+    """What the warm start's weights depend on: the dataset's content
+    (:func:`dataset_digest`), the recommender config, the trainer's
+    optimisation settings (all but :data:`COSMETIC_TRAINER_KEYS`), the
+    warm start's epochs, the seed, the device type, the package version and
+    (with :obj:`model`) a digest of the code it runs."""
+    import kgsampler
+    trainer = {k: v for k, v in _pretrain_trainer_cfg(cfg).items()
+               if k not in COSMETIC_TRAINER_KEYS}
+    device = str(cfg.device)
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return {
+        'dataset': dataset_digest(dataset),
+        'recommender': OmegaConf.to_container(cfg.recommender, resolve=True),
+        'trainer': trainer,
+        'epochs': int(cfg.pretrain.epochs),
+        'seed': int(cfg.seed),
+        'device': torch.device(device).type,
+        'version': getattr(kgsampler, '__version__', 'unknown'),
+        'code': _code_digest(model) if model is not None else None,
+    }
+
+
+def _pretrain_key(cfg: DictConfig, dataset, model=None) -> str:
+    blob = json.dumps(pretrain_key(cfg, dataset, model), sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+_CACHE_FORMAT = 'kgsampler-warm-start-1'
+
+
+def _load_cache(cache: Path, key: str, model) -> bool:
+    """Loads a cached warm start into :obj:`model`; a file that cannot be
+    read, was written for another key or does not fit the model is reported
+    by path, deleted and :obj:`False` returned (so it is recomputed)."""
+    try:
+        blob = torch.load(cache, map_location='cpu', weights_only=True)
+        if not isinstance(blob, dict) or blob.get('format') != \
+                _CACHE_FORMAT or blob.get('key') != key:
+            raise ValueError('not a warm start written for these settings')
+        model.load_state_dict(blob['state_dict'])
+    except Exception as e:  # truncated zip, unpickling, shapes, keys...
+        log.warning("the cached warm start '%s' is unusable (%s: %s); "
+                    "deleting it and pretraining again", cache,
+                    type(e).__name__, ' '.join(str(e).split())[:300])
+        try:
+            cache.unlink()
+        except OSError as e2:
+            log.warning("could not delete '%s' (%s)", cache, e2)
+        return False
+    return True
+
+
+def _save_cache(cache: Path, key: str, model) -> None:
+    """Writes the warm start atomically; an unwritable cache folder is a
+    warning (the run goes on without caching)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save({'format': _CACHE_FORMAT, 'key': key,
+                           'state_dict': model.state_dict()}, cache)
+    except OSError as e:
+        log.warning("could not write the warm-start cache '%s' (%s); the run "
+                    "goes on without caching it (set pretrain.cache_dir or "
+                    "KGSAMPLER_CACHE to a writable folder)", cache,
+                    e.strerror or e)
+    else:
+        log.info('cached the warm start in %s', cache)
 
 
 def _pretrain(cfg: DictConfig, dataset, model) -> None:
@@ -96,17 +201,25 @@ def _pretrain(cfg: DictConfig, dataset, model) -> None:
         path = Path(cfg.pretrain.checkpoint).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"pretrain.checkpoint: no file {path}")
-        model.load_state_dict(torch.load(path, map_location='cpu'))
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as e:
+            raise ValueError(f"pretrain.checkpoint: cannot read '{path}' "
+                             f"({type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:300]})") from e
+        if isinstance(state, dict) and state.get('format') == _CACHE_FORMAT:
+            state = state['state_dict']  # a cached warm start
+        model.load_state_dict(state)
         log.info('loaded pretrained recommender from %s', path)
         return
     if cfg.pretrain.epochs <= 0:
         return
-    cache = None
+    cache = key = None
     if cfg.pretrain.cache:
-        cache = (Path(cfg.pretrain.cache_dir).expanduser() /
-                 f'pretrain-{_pretrain_key(cfg, dataset)}.pt')
-        if cache.is_file():
-            model.load_state_dict(torch.load(cache, map_location='cpu'))
+        key = _pretrain_key(cfg, dataset, model)
+        cache = Path(cfg.pretrain.cache_dir).expanduser() / \
+            f'pretrain-{key}.pt'
+        if cache.is_file() and _load_cache(cache, key, model):
             log.info('loaded cached pretrained recommender %s', cache)
             return
     log.info('pretraining the recommender with RNS for up to %d epochs',
@@ -119,8 +232,7 @@ def _pretrain(cfg: DictConfig, dataset, model) -> None:
              res.valid.get('ndcg@20', float('nan')))
     model.cpu()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cache)
+        _save_cache(cache, key, model)
 
 
 def _rng_state():
@@ -261,46 +373,121 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     sampler = instantiate(cfg.sampler, dataset=dataset, scorer=model)
     after = _rng_state()
     checkpoint = os.path.join(output_dir, 'best.pt')
+    state_path = os.path.join(output_dir, 'last.pt')
     # checks the trainer's arguments now, not after the warm start (building
     # a Trainer draws no random numbers)
     instantiate(cfg.trainer, model=model, sampler=sampler, dataset=dataset,
-                device=cfg.device, checkpoint_path=checkpoint)
-    _set_rng_state(before)
-    _pretrain(cfg, dataset, model)
-    _set_rng_state(after)
-    trainer = instantiate(cfg.trainer, model=model, sampler=sampler,
-                          dataset=dataset, device=cfg.device,
-                          checkpoint_path=checkpoint)
-    result = trainer.fit()
-    choices = _choices()
-    metrics = {
+                device=cfg.device, checkpoint_path=checkpoint,
+                state_path=state_path)
+    resuming = bool(cfg.trainer.get('resume', False)) and \
+        os.path.isfile(state_path)
+    head = {
         'dataset': dataset.name,
-        'sampler': choices.get('sampler', type(sampler).__name__.lower()),
-        'recommender': choices.get('recommender',
-                                   type(model).__name__.lower()),
+        'sampler': _choices().get('sampler', type(sampler).__name__.lower()),
+        'recommender': _choices().get('recommender',
+                                      type(model).__name__.lower()),
         'recommender_class': f'{type(model).__module__}.'
                              f'{type(model).__qualname__}',
         'seed': int(cfg.seed),
-        'best_epoch': result.best_epoch,
-        'epochs_run': result.epochs_run,
-        'stopped_by': result.stopped_by,
-        'epoch_seconds': [round(s, 4) for s in result.epoch_seconds],
-        'valid': result.valid,
-        'test': result.test,
-        'sampler_stats': result.sampler_stats,
+    }
+    metrics_path = os.path.join(output_dir, 'metrics.json')
+    progress: Dict[str, Any] = {}
+
+    def write(status: str, **extra) -> Dict[str, Any]:
+        out = {**head, 'status': status, **extra}
+        bad = atomic_json_dump(out, metrics_path)
+        if bad:  # null in the file, and said so
+            out['non_finite'] = bad
+            atomic_json_dump(out, metrics_path)
+        return out
+
+    def on_epoch_end(p: Dict[str, Any]) -> None:
+        progress.update(p)
+        write('running', best_epoch=p['best_epoch'], epochs_run=p['epoch'],
+              epoch_seconds=[round(x, 4) for x in p['epoch_seconds']],
+              valid=p['valid'], history=p['history'])
+
+    from kgsampler.train.trainer import TrainingDiverged
+    with _stop_on_signals():
+        try:
+            if not resuming:  # a run folder says from the start what it is
+                write('running', best_epoch=0, epochs_run=0,
+                      epoch_seconds=[], valid={}, history=[])
+            if resuming:
+                log.info('resuming from %s (no warm start)', state_path)
+            else:
+                _set_rng_state(before)
+                _pretrain(cfg, dataset, model)
+            _set_rng_state(after)
+            trainer = instantiate(cfg.trainer, model=model, sampler=sampler,
+                                  dataset=dataset, device=cfg.device,
+                                  checkpoint_path=checkpoint,
+                                  state_path=state_path)
+            result = trainer.fit(on_epoch_end=on_epoch_end)
+        except TrainingDiverged as e:
+            write('diverged', error=str(e), diverged={
+                'epoch': e.epoch, 'batch': e.batch,
+                'component': e.component},
+                best_epoch=e.best_epoch, epochs_run=e.epoch - 1,
+                epoch_seconds=[round(x, 4) for x in e.epoch_seconds],
+                valid=e.valid, history=e.history)
+            log.error('%s', e)
+            raise
+        except KeyboardInterrupt as e:
+            msg = (f'interrupted ({e.args[0] if e.args else "SIGINT"}); '
+                   f'continue with trainer.resume=true and '
+                   f'hydra.run.dir={output_dir}')
+            write('interrupted', error=msg,
+                  best_epoch=progress.get('best_epoch', 0),
+                  epochs_run=progress.get('epoch', 0),
+                  epoch_seconds=[round(x, 4) for x in
+                                 progress.get('epoch_seconds', [])],
+                  valid=progress.get('valid', {}),
+                  history=progress.get('history', []))
+            log.error('%s', msg)
+            raise SystemExit(130 if not e.args or e.args[0] == 'SIGINT'
+                             else 128 + int(signal.SIGTERM)) from None
+    metrics = write(
+        'completed',
+        best_epoch=result.best_epoch,
+        epochs_run=result.epochs_run,
+        stopped_by=result.stopped_by,
+        epoch_seconds=[round(s, 4) for s in result.epoch_seconds],
+        valid=result.valid,
+        test=result.test,
+        sampler_stats=result.sampler_stats,
         # per epoch: seconds, loss, grad_magnitude, false_negative_rate,
         # valid metrics
-        'history': result.history,
+        history=result.history,
         # test metrics per user group by number of training interactions
-        'test_by_sparsity': result.test_by_sparsity,
-    }
-    with open(os.path.join(output_dir, 'metrics.json'), 'w') as f:
-        json.dump(metrics, f, indent=2)
-    log.info('wrote %s', os.path.join(output_dir, 'metrics.json'))
+        test_by_sparsity=result.test_by_sparsity,
+    )
+    log.info('wrote %s', metrics_path)
     if cfg.show_paths > 0:
         print('\n'.join(explain(dataset, sampler, cfg.show_paths_users,
                                 cfg.show_paths)))
     return metrics
+
+
+class _stop_on_signals:
+    """Turns SIGTERM (and SIGINT) into :class:`KeyboardInterrupt` while
+    training, so that the run records ``"status": "interrupted"``."""
+    def __enter__(self):
+        self._old = {}
+
+        def handler(signum, frame):
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):  # not the main thread
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
 
 
 @torch.no_grad()

@@ -22,13 +22,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import statistics
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from kgsampler.utils._io import atomic_write_bytes, atomic_write_text
 
 METRICS = ('recall@20', 'ndcg@20', 'precision@20', 'hit@20', 'ndcg_kgat@20')
 
@@ -49,9 +53,25 @@ class Run:
                 m.get('recommender_class'))
 
 
-def load_runs(dirs: Sequence[Path]) -> List[Run]:
-    """Reads every :obj:`metrics.json` below :obj:`dirs`."""
+def load_runs(dirs: Sequence[Path],
+              skipped: Optional[List[Tuple[Path, str]]] = None) -> List[Run]:
+    """Reads every :obj:`metrics.json` below :obj:`dirs`.
+
+    Only completed runs are returned: a file whose :obj:`status` (written
+    since that key exists; older files count as completed) is
+    :obj:`"running"`, :obj:`"interrupted"` or :obj:`"diverged"` is left
+    out, with its path and reason appended to :obj:`skipped` (a warning
+    when :obj:`skipped` is :obj:`None`). A file that is not valid JSON or
+    lacks a required key raises :class:`ValueError`, unless
+    :obj:`skipped` is given: it is then left out and listed there too.
+    """
     runs = []
+
+    def bad(path: Path, reason: str) -> None:
+        if skipped is None:
+            raise ValueError(f"kgsampler-report: {path} {reason}")
+        skipped.append((path, reason))
+
     for d in dirs:
         d = Path(d)
         if not d.is_dir():
@@ -60,13 +80,30 @@ def load_runs(dirs: Sequence[Path]) -> List[Run]:
             try:
                 metrics = json.loads(path.read_text())
             except json.JSONDecodeError as e:
-                raise ValueError(f"kgsampler-report: {path} is not valid "
-                                 f"JSON ({e})") from e
+                bad(path, f'is not valid JSON ({e})')
+                continue
+            except (OSError, UnicodeDecodeError) as e:
+                bad(path, f'cannot be read ({e})')
+                continue
+            if not isinstance(metrics, dict):
+                bad(path, 'is not valid JSON (not an object)')
+                continue
+            status = metrics.get('status', 'completed')
+            if status != 'completed':
+                why = f'is not a completed run (status {status!r}'
+                why += f": {metrics['error']})" if metrics.get('error') \
+                    else ')'
+                if skipped is None:
+                    warnings.warn(f'kgsampler-report: {path} {why}; left '
+                                  f'out', UserWarning, stacklevel=2)
+                else:
+                    skipped.append((path, why))
+                continue
             missing = {'dataset', 'sampler', 'recommender', 'seed', 'valid',
                        'test'} - set(metrics)
             if missing:
-                raise ValueError(f"kgsampler-report: {path} lacks the keys "
-                                 f"{sorted(missing)}")
+                bad(path, f'lacks the keys {sorted(missing)}')
+                continue
             over = {}
             ofile = path.parent / '.hydra' / 'overrides.yaml'
             if ofile.is_file():
@@ -77,6 +114,12 @@ def load_runs(dirs: Sequence[Path]) -> List[Run]:
                         over[k.lstrip('+~')] = v
             runs.append(Run(path, metrics, over))
     return runs
+
+
+def _num(v) -> float:
+    """A metric as a float; :obj:`null` (a non-finite value in the file)
+    and missing ones as NaN."""
+    return float('nan') if v is None else float(v)
 
 
 def _beta_cf(a: float, b: float, x: float) -> float:
@@ -149,7 +192,7 @@ class Row:
     recommender_class: Optional[str] = None
 
     def values(self, split: str, metric: str) -> List[float]:
-        return [r.metrics[split].get(metric, float('nan')) for r in self.runs]
+        return [_num(r.metrics[split].get(metric)) for r in self.runs]
 
 
 def build_rows(runs: List[Run], select: Sequence[str] = (),
@@ -167,8 +210,7 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
         groups[r.key + (setting, )].append(r)
     best: Dict[Tuple, Row] = {}
     for (ds, s, rec, rec_cls, setting), rs in groups.items():
-        score = statistics.fmean(r.metrics['valid'].get(monitor, float('-inf'))
-                                 for r in rs)
+        score = _score(rs, monitor)
         key = (ds, s, rec, rec_cls) + ((setting, ) if keep_all else ())
         if key not in best or score > best[key][0]:
             best[key] = (score, Row(ds, s, rec, setting, rs,
@@ -181,8 +223,7 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
         for r in rows:
             if r.sampler == baseline:
                 k = (r.dataset, r.recommender, r.recommender_class)
-                score = statistics.fmean(x.metrics['valid'].get(
-                    monitor, float('-inf')) for x in r.runs)
+                score = _score(r.runs, monitor)
                 if k not in base or score > base[k][0]:
                     base[k] = (score, r)
         base = {k: v[1] for k, v in base.items()}
@@ -197,9 +238,16 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
             for m in METRICS:
                 a = [x.metrics['test'].get(m) for x, _ in pairs]
                 b = [y.metrics['test'].get(m) for _, y in pairs]
-                if None not in a and None not in b:
+                if None not in a and None not in b and pairs:
                     row.p_values[m] = paired_t_test(a, b)
     return rows
+
+
+def _score(runs: List[Run], monitor: str) -> float:
+    # a missing or non-finite validation metric never wins the selection
+    vals = [_num(r.metrics['valid'].get(monitor)) for r in runs]
+    vals = [v if math.isfinite(v) else float('-inf') for v in vals]
+    return statistics.fmean(vals)
 
 
 #: ``sampler_stats`` rates shown as columns (mean over the group's runs).
@@ -325,8 +373,10 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
         for ax in axes:
             ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=110)
+        buf = io.BytesIO()
+        fig.savefig(buf, format='png', dpi=110)
         plt.close(fig)
+        atomic_write_bytes(out_dir / name, buf.getvalue())
         written.append(out_dir / name)
     for ds in sorted({r.dataset for r in rows}):
         rs = [r for r in rows if r.dataset == ds]
@@ -367,9 +417,9 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
         table = sparsity_table(rs)
         if table:
             path = out_dir / f'sparsity_{ds}.md'
-            path.write_text(f'# {ds}: test NDCG@20 per user group (training '
-                            f'interactions), mean ± std over seeds\n\n'
-                            f'{table}\n')
+            atomic_write_text(path, f'# {ds}: test NDCG@20 per user group '
+                              f'(training interactions), mean ± std over '
+                              f'seeds\n\n{table}\n')
             written.append(path)
     return written
 
@@ -401,10 +451,15 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
                    help='write OUT.md and OUT.csv (default: report.md/.csv '
                    'in the first folder)')
     args = p.parse_args(argv)
-    runs = load_runs(args.dirs)
+    skipped: List[Tuple[Path, str]] = []
+    runs = load_runs(args.dirs, skipped)
     if not runs:
         raise SystemExit(f'kgsampler-report: no metrics.json below '
-                         f'{", ".join(map(str, args.dirs))}')
+                         f'{", ".join(map(str, args.dirs))} holds a '
+                         f'completed run'
+                         + (f' ({len(skipped)} left out: ' + '; '.join(
+                             f'{p} {why}' for p, why in skipped) + ')'
+                            if skipped else ''))
     runs = filter_runs(runs, args.where)
     rows = build_rows(runs, args.select, args.monitor, args.baseline,
                       args.all)
@@ -412,16 +467,27 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
     table = markdown(header, cells)
     out = args.out if args.out is not None else args.dirs[0] / 'report'
     out.parent.mkdir(parents=True, exist_ok=True)
+    flagged = [r for r in runs if r.metrics.get('non_finite')]
     note = (f'{len(runs)} runs; test metrics mean ± std over seeds'
             + (f'; p: paired t-test against {args.baseline} (* p < 0.05)'
                if args.baseline else '')
             + (f'; {", ".join(args.select)} chosen on validation '
                f'{args.monitor}' if args.select and not args.all else ''))
-    Path(f'{out}.md').write_text(table + '\n\n' + note + '\n')
-    with open(f'{out}.csv', 'w', newline='') as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(cells)
+    if skipped:
+        note += (f'\n\nLeft out: {len(skipped)} metrics.json files that are '
+                 f'not completed runs or cannot be read:\n' + '\n'.join(
+                     f'- {p} {why}' for p, why in skipped))
+    if flagged:
+        note += (f'\n\nFlagged: {len(flagged)} runs hold non-finite values '
+                 f'(written as null):\n' + '\n'.join(
+                     f"- {r.path}: {', '.join(r.metrics['non_finite'][:5])}"
+                     for r in flagged))
+    atomic_write_text(f'{out}.md', table + '\n\n' + note + '\n')
+    buf = io.StringIO(newline='')
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(cells)
+    atomic_write_text(f'{out}.csv', buf.getvalue())
     print(table)
     print(note)
     if args.plots is not None:

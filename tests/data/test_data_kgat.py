@@ -1,6 +1,7 @@
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -197,6 +198,80 @@ def test_name_list_rules(tmp_path):
 def test_name_list_id_too_large(tmp_path):
     path = tmp_path / 'entity_list.txt'
     path.write_text('a 0\nm.b 100000000000000\n')
-    with pytest.raises(ValueError, match=r"entity_list.txt', line 2: id "
-                                         r"100000000000000 is too large"):
+    with pytest.raises(ValueError, match=r"entity_list.txt', line 2: listed "
+                                         r"id 100000000000000 implies "
+                                         r"100,000,000,000,001 of them, more "
+                                         r"than max_ids=10,000,000"):
         read_name_list(path)
+    path.write_text('a 0\nb 5\n')
+    with pytest.raises(ValueError, match=r"line 2: listed id 5 implies 6 of "
+                                         r"them, more than max_ids=5"):
+        read_name_list(path, max_ids=5)
+    assert read_name_list(path, max_ids=6) == ['a', None, None, None, None,
+                                               'b']
+
+
+@pytest.mark.parametrize('file,content,match', [
+    ('train.txt', '0 0 1\n1 1 1000000000\n',
+     r"train.txt', line 2: item id 1000000000 implies 1,000,000,001 of them"),
+    ('train.txt', '0 0 1\n9223372036854775807 1\n',
+     r"train.txt', line 2: user id 9223372036854775807 implies"),
+    ('kg_final.txt', '0 0 4\n1 0 100000000000\n',
+     r"kg_final.txt', line 2: tail entity id 100000000000 implies"),
+    ('kg_final.txt', '0 0 4\n1 10000000000 4\n',
+     r"kg_final.txt', line 2: relation id 10000000000 implies"),
+    ('test.txt', '0 2\n10000000 1\n',
+     r"test.txt', line 2: user id 10000000 implies 10,000,001 of them, more "
+     r"than max_ids=10,000,000"),
+])
+def test_huge_ids_are_refused_before_allocating(make_kgat, file, content,
+                                                match):
+    folder = make_kgat({file: content})
+    with pytest.raises(ValueError, match=match):
+        read_kgat(folder)
+
+
+def test_max_ids_is_configurable(make_kgat):
+    folder = make_kgat({})  # the tiny folder: ids up to 5 (6 entities)
+    with pytest.raises(ValueError, match=r"kg_final.txt', line \d+: tail "
+                                         r"entity id 5 implies 6 of them, "
+                                         r"more than max_ids=5"):
+        read_kgat(folder, max_ids=5)
+    assert read_kgat(folder, max_ids=6).num_entities == 6
+    with pytest.raises(ValueError, match=r"'max_ids' must be a positive int "
+                                         r"\(got 0\)"):
+        read_kgat(folder, max_ids=0)
+    from kgsampler.data import KGRecDataset
+    with pytest.raises(ValueError, match=r"more than max_ids=5"):
+        KGRecDataset.from_kgat(folder, max_ids=5)
+    ds = KGRecDataset.from_kgat(folder, max_ids=np.int64(6), seed=np.int32(3))
+    assert ds.num_entities == 6 and ds.seed == 3
+
+
+def test_user_without_possible_negative_is_reported_by_line(make_kgat):
+    from kgsampler.data import KGRecDataset
+    # items 0..3; user 1 (line 2) has all four as training positives
+    folder = make_kgat({'train.txt': '0 0 1\n1 0 1 2 3\n2 0 3\n'})
+    with pytest.raises(ValueError, match=r"train.txt', line 2: user 1 has "
+                                         r"all 4 items as training "
+                                         r"positives .* \(1 such users"):
+        KGRecDataset.from_kgat(folder, valid_ratio=0.0)
+    # with a validation split, one of its items becomes a possible negative
+    assert KGRecDataset.from_kgat(folder, valid_ratio=0.3).num_users == 3
+
+
+def test_unreadable_file_names_its_path(make_kgat, monkeypatch):
+    import builtins
+    folder = make_kgat({})
+    real = builtins.open
+
+    def deny(path, *args, **kwargs):
+        if str(path).endswith('kg_final.txt'):
+            raise PermissionError(13, 'Permission denied')
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(builtins, 'open', deny)
+    with pytest.raises(PermissionError) as info:
+        read_kgat(folder)
+    # also in repr(), which is what Hydra's instantiate shows
+    assert f"cannot read '{folder}/kg_final.txt': Permission denied" in \
+        repr(info.value)

@@ -138,3 +138,11 @@ def test_argument_errors(folder):
     with pytest.raises(FileNotFoundError, match=r"file '.*other.inter' not "
                        r"found"):
         read_recbole(str(folder), name='other')
+
+
+def test_classmethod_is_the_reader(folder):
+    from kgsampler import KGRecDataset
+    a = KGRecDataset.from_recbole(str(folder), rating_threshold=4, seed=3)
+    b = read_recbole(str(folder), rating_threshold=4, seed=3)
+    assert torch.equal(a.train_pos.indices, b.train_pos.indices)
+    assert torch.equal(a.kg, b.kg)

@@ -2,8 +2,11 @@ r"""The recommendation dataset with a knowledge graph:
 :class:`KGRecDataset`."""
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any, Dict, List, Optional
+
+import numpy as np
 
 import torch
 from torch import Tensor
@@ -12,7 +15,7 @@ from torch_geometric.data import HeteroData
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.data.graph import (HomogeneousKG, build_hetero_data,
                                   to_homogeneous_kg)
-from kgsampler.data.kgat import read_kgat
+from kgsampler.data.kgat import DEFAULT_MAX_IDS, read_kgat
 from kgsampler.data.split import split_per_user
 
 __all__ = ['KGRecDataset']
@@ -33,17 +36,28 @@ def _check_index_matrix(who: str, name: str, t: Any, cols: int) -> Tensor:
     return t.cpu()
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(
+        v, (bool, np.bool_))
+
+
 def _check_count(who: str, name: str, value: Optional[int], needed: int,
-                 what: str) -> int:
-    if value is None:
-        return needed
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{who}: '{name}' must be a non-negative int "
-                         f"(got {value!r})")
-    if value < needed:
-        raise ValueError(f"{who}: '{name}' must cover {what} (needs at "
-                         f"least {needed}, got {value})")
-    return value
+                 what: str, max_ids: int) -> int:
+    if value is not None:
+        if not _is_int(value) or value < 0:
+            raise ValueError(f"{who}: '{name}' must be a non-negative int "
+                             f"(got {value!r})")
+        value = int(value)
+        if value < needed:
+            raise ValueError(f"{who}: '{name}' must cover {what} (needs at "
+                             f"least {needed}, got {value})")
+    count = needed if value is None else value
+    if count > max_ids:
+        raise ValueError(f"{who}: '{name}' would be {count:,}, more than "
+                         f"max_ids={max_ids:,} (a guard against ids that "
+                         f"would make a model allocate absurd tables; pass "
+                         f"a larger max_ids if the data is that large)")
+    return count
 
 
 def _max(t: Tensor) -> int:
@@ -127,6 +141,10 @@ class KGRecDataset:
             (:obj:`None` entries allowed). (default: :obj:`None`)
         entity_names (List[str], optional): Name of every entity id; may be
             shorter than :obj:`num_entities`. (default: :obj:`None`)
+        max_ids (int, optional): Upper bound on :obj:`num_users`,
+            :obj:`num_items`, :obj:`num_entities` and :obj:`num_relations`,
+            checked before anything of that size is allocated.
+            (default: :obj:`DEFAULT_MAX_IDS`, ten million)
 
     Shapes:
         - **train_pairs, test_pairs:** :math:`(E, 2)`
@@ -155,20 +173,26 @@ class KGRecDataset:
         name: str = 'custom',
         relation_names: Optional[List[Optional[str]]] = None,
         entity_names: Optional[List[Optional[str]]] = None,
+        max_ids: int = DEFAULT_MAX_IDS,
     ):
         who = self.__class__.__name__
+        if not _is_int(max_ids) or max_ids < 1:
+            raise ValueError(f"{who}: 'max_ids' must be a positive int "
+                             f"(got {max_ids!r})")
+        max_ids = int(max_ids)
         train_pairs = _check_index_matrix(who, 'train_pairs', train_pairs, 2)
         test_pairs = _check_index_matrix(who, 'test_pairs', test_pairs, 2)
         kg = _check_index_matrix(who, 'kg', kg, 3)
         if train_pairs.size(0) == 0:
             raise ValueError(f"{who}: 'train_pairs' must not be empty (got "
                              f"shape {tuple(train_pairs.shape)})")
-        if isinstance(valid_ratio, bool) or not isinstance(
-                valid_ratio, (int, float)) or not 0.0 <= valid_ratio < 1.0:
+        if isinstance(valid_ratio, (bool, np.bool_)) or not isinstance(
+                valid_ratio, numbers.Real) or not 0.0 <= valid_ratio < 1.0:
             raise ValueError(f"{who}: 'valid_ratio' must be a float in "
                              f"[0, 1) (got {valid_ratio!r})")
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        if not _is_int(seed):
             raise TypeError(f"{who}: 'seed' must be an int (got {seed!r})")
+        seed = int(seed)
         if not isinstance(name, str):
             raise TypeError(f"{who}: 'name' must be a str (got "
                             f"{type(name).__name__})")
@@ -182,18 +206,20 @@ class KGRecDataset:
 
         pairs = torch.cat([train_pairs, test_pairs])
         num_users = _check_count(who, 'num_users', num_users,
-                                 _max(pairs[:, 0]) + 1, 'every user id')
+                                 _max(pairs[:, 0]) + 1, 'every user id',
+                                 max_ids)
         num_items = _check_count(who, 'num_items', num_items,
-                                 _max(pairs[:, 1]) + 1, 'every item id')
+                                 _max(pairs[:, 1]) + 1, 'every item id',
+                                 max_ids)
         needed = max(num_items, _max(kg[:, [0, 2]]) + 1,
                      len(entity_names or []))
         num_entities = _check_count(who, 'num_entities', num_entities,
                                     needed, 'the items, every KG entity id '
-                                    'and entity_names')
+                                    'and entity_names', max_ids)
         num_relations = _check_count(
             who, 'num_relations', num_relations,
             max(_max(kg[:, 1]) + 1, len(relation_names or [])),
-            'every relation id and relation_names')
+            'every relation id and relation_names', max_ids)
 
         ui = [num_users, num_items]
         train_pairs = _dedup_rows(who, 'train_pairs', train_pairs, ui)
@@ -233,10 +259,42 @@ class KGRecDataset:
         self._homo: Optional[HomogeneousKG] = None
 
     @classmethod
+    def from_recbole(cls, path: str, name: Optional[str] = None,
+                     rating_threshold: Optional[float] = None,
+                     test_ratio: float = 0.2, valid_ratio: float = 0.1,
+                     seed: int = 2020) -> 'KGRecDataset':
+        r"""Reads RecBole atomic files (:obj:`.inter`, optional :obj:`.kg`
+        and :obj:`.link`); see :func:`~kgsampler.data.read_recbole` for the
+        format, the rating rule and the splits.
+
+        Args:
+            path (str): The dataset folder.
+            name (str, optional): The files' stem; the folder's name when
+                :obj:`None`. (default: :obj:`None`)
+            rating_threshold (float, optional): Minimum rating of a
+                positive; :obj:`None` keeps every row. (default: :obj:`None`)
+            test_ratio (float, optional): Per-user test share.
+                (default: :obj:`0.2`)
+            valid_ratio (float, optional): Per-user validation share of the
+                training positives. (default: :obj:`0.1`)
+            seed (int, optional): Seed of both splits. (default: :obj:`2020`)
+        """
+        from kgsampler.data.recbole import read_recbole
+        return read_recbole(path, name=name,
+                            rating_threshold=rating_threshold,
+                            test_ratio=test_ratio, valid_ratio=valid_ratio,
+                            seed=seed)
+
+    @classmethod
     def from_kgat(cls, path: str, valid_ratio: float = 0.1, seed: int = 2020,
-                  name: Optional[str] = None) -> 'KGRecDataset':
+                  name: Optional[str] = None,
+                  max_ids: int = DEFAULT_MAX_IDS) -> 'KGRecDataset':
         r"""Reads a folder in KGAT format (see :func:`~kgsampler.data.
         read_kgat` for the format and its checks).
+
+        A user whose training positives (after the validation split) are
+        all the items could never be given a negative: such a user is an
+        error naming :obj:`train.txt` and the user's line.
 
         Args:
             path (str): Folder with :obj:`train.txt`, :obj:`test.txt`,
@@ -248,11 +306,29 @@ class KGRecDataset:
                 (default: :obj:`2020`)
             name (str, optional): Dataset name; the folder name when
                 :obj:`None`. (default: :obj:`None`)
+            max_ids (int, optional): Every id must be below this bound,
+                checked (with the file and line of the first offending id)
+                before anything of that size is allocated.
+                (default: :obj:`DEFAULT_MAX_IDS`, ten million)
         """
-        kwargs = _kgat_kwargs(read_kgat(path))
+        kwargs = _kgat_kwargs(read_kgat(path, max_ids=max_ids))
         if name is not None:
             kwargs['name'] = name
-        return KGRecDataset(**kwargs, valid_ratio=valid_ratio, seed=seed)
+        ds = KGRecDataset(**kwargs, valid_ratio=valid_ratio, seed=seed,
+                          max_ids=max_ids)
+        full = torch.nonzero(ds.train_pos.degree() >= ds.num_items).view(-1)
+        if full.numel() > 0:
+            import os.path as osp
+            train_file = osp.join(str(path), 'train.txt')
+            u = int(full[0])
+            raise ValueError(
+                f"KGRecDataset.from_kgat: '{train_file}', line "
+                f"{_line_of_user(train_file, u)}: user {u} has all "
+                f"{ds.num_items} items as training positives (after the "
+                f"validation split), so no negative can ever be drawn for "
+                f"it; remove some of its items or the line, or raise "
+                f"valid_ratio ({full.numel()} such users in all)")
+        return ds
 
     # Graph views ###########################################################
 
@@ -356,6 +432,19 @@ class KGRecDataset:
     @property
     def device(self) -> torch.device:
         return self.kg.device
+
+
+def _line_of_user(path: str, user: int) -> int:
+    r"""The 1-based line of :obj:`path` that starts with :obj:`user` (an
+    error path only: a plain scan)."""
+    with open(path, 'rb') as f:
+        data = f.read().replace(b'\r\n', b'\n').replace(b'\r', b'\n')
+    for n, line in enumerate(data.split(b'\n'), start=1):
+        tokens = line.split()
+        head = tokens[0].lstrip(b'\xef\xbb\xbf') if tokens else b''
+        if head.isdigit() and int(head) == user:
+            return n
+    return 0  # pragma: no cover (the user came from this file)
 
 
 def _kgat_kwargs(files) -> Dict[str, Any]:

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    'DEFAULT_MAX_IDS',
     'KGATFiles',
     'read_interactions',
     'read_kg',
@@ -50,6 +51,42 @@ _ALLOWED[ord('-')] = True
 _INT_RE = re.compile(rb'-?[0-9]+')
 _INT64_MAX = 2**63 - 1
 
+#: The default bound on the number of users, items, entities and relations
+#: an id may imply (ids up to :obj:`DEFAULT_MAX_IDS - 1`): over a hundred
+#: times the largest public KGAT dataset (amazon-book, 88,572 entities), and
+#: small enough that the tables a model allocates for it fit into memory.
+DEFAULT_MAX_IDS = 10_000_000
+
+
+def _check_max_ids(who: str, max_ids) -> int:
+    import numbers
+    if isinstance(max_ids, (bool, np.bool_)) or not isinstance(
+            max_ids, numbers.Integral) or max_ids < 1:
+        raise ValueError(f"{who}: 'max_ids' must be a positive int "
+                         f"(got {max_ids!r})")
+    return int(max_ids)
+
+
+def _check_bound(values: np.ndarray, line: np.ndarray, path: str, who: str,
+                 max_ids: int, what) -> None:
+    r"""Raises a file:line :class:`ValueError` for the first id that implies
+    more than :obj:`max_ids` rows (:obj:`what(k)` names the k-th token's
+    kind), before anything of that size is allocated."""
+    if values.size == 0 or int(values.max()) < max_ids:
+        return
+    k = int(np.flatnonzero(values >= max_ids)[0])
+    raise _bound_error(who, path, int(line[k]), what(k), int(values[k]),
+                       max_ids)
+
+
+def _bound_error(who: str, path: str, line: int, what: str, v: int,
+                 max_ids: int) -> ValueError:
+    return ValueError(f"{who}: '{path}', line {line}: {what} id "
+                     f"{v} implies {v + 1:,} of them, more than max_ids="
+                     f"{max_ids:,} (a guard against ids that would make a "
+                     f"model allocate absurd tables; pass a larger max_ids, "
+                     f"e.g. +dataset.max_ids=N, if the data is that large)")
+
 
 @dataclass
 class _Tokens:
@@ -60,8 +97,12 @@ class _Tokens:
 def _read_bytes(path: str, who: str) -> bytes:
     if not osp.isfile(path):
         raise FileNotFoundError(f"{who}: file '{path}' not found")
-    with open(path, 'rb') as f:
-        data = f.read()
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as e:  # e.g. PermissionError: keep the path in the text
+        raise type(e)(e.errno, f"{who}: cannot read '{path}': "
+                      f"{e.strerror or e}", path) from e
     if b'\r' in data:  # Windows (CR LF) and old Mac (lone CR) line breaks
         data = data.replace(b'\r\n', b'\n').replace(b'\r', b'\n')
     return data[len(_BOM):] if data.startswith(_BOM) else data
@@ -158,10 +199,13 @@ class _Interactions:
     max_user: int  # largest user id seen (also on lines without items)
 
 
-def _read_interactions(path: str, who: str) -> _Interactions:
+def _read_interactions(path: str, who: str,
+                       max_ids: int = DEFAULT_MAX_IDS) -> _Interactions:
     tok = _tokenize(path, who)
     first = np.ones(tok.line.size, dtype=bool)  # first token of its line
     first[1:] = tok.line[1:] != tok.line[:-1]
+    _check_bound(tok.values, tok.line, path, who, max_ids,
+                 lambda k: 'user' if first[k] else 'item')
     group = np.cumsum(first) - 1
     user = tok.values[first][group]
     is_item = ~first
@@ -171,7 +215,7 @@ def _read_interactions(path: str, who: str) -> _Interactions:
                          int(tok.values[first].max()))
 
 
-def read_interactions(path: str) -> Tensor:
+def read_interactions(path: str, max_ids: int = DEFAULT_MAX_IDS) -> Tensor:
     r"""Reads a KGAT interaction file (:obj:`train.txt` or :obj:`test.txt`):
     one line per user, :obj:`user item item ...`.
 
@@ -180,20 +224,24 @@ def read_interactions(path: str) -> Tensor:
 
     Args:
         path (str): The file.
+        max_ids (int, optional): Ids must be below this bound (an id
+            :math:`v` implies :math:`v + 1` users or items).
+            (default: :obj:`DEFAULT_MAX_IDS`, ten million)
 
     Shapes:
         - **output:** :math:`(E, 2)`, :obj:`torch.long` (user, item) pairs
           sorted by user, then item.
 
     Raises:
-        ValueError: On an empty file, a non-integer token or a negative id,
-            naming the file and the line.
+        ValueError: On an empty file, a non-integer token, a negative id or
+            an id of :obj:`max_ids` or more, naming the file and the line.
     """
-    out = _read_interactions(str(path), 'read_interactions')
+    max_ids = _check_max_ids('read_interactions', max_ids)
+    out = _read_interactions(str(path), 'read_interactions', max_ids)
     return torch.from_numpy(out.pairs.copy())
 
 
-def read_kg(path: str) -> Tensor:
+def read_kg(path: str, max_ids: int = DEFAULT_MAX_IDS) -> Tensor:
     r"""Reads a KGAT :obj:`kg_final.txt`: one :obj:`head relation tail`
     triple per line.
 
@@ -202,6 +250,8 @@ def read_kg(path: str) -> Tensor:
 
     Args:
         path (str): The file.
+        max_ids (int, optional): Entity and relation ids must be below this
+            bound. (default: :obj:`DEFAULT_MAX_IDS`, ten million)
 
     Shapes:
         - **output:** :math:`(T, 3)`, :obj:`torch.long` (head, relation,
@@ -209,10 +259,14 @@ def read_kg(path: str) -> Tensor:
 
     Raises:
         ValueError: On an empty file, a line without exactly three columns, a
-            non-integer token or a negative id, naming the file and the line.
+            non-integer token, a negative id or an id of :obj:`max_ids` or
+            more, naming the file and the line.
     """
     path = str(path)
+    max_ids = _check_max_ids('read_kg', max_ids)
     tok = _tokenize(path, 'read_kg', num_cols=3)
+    _check_bound(tok.values, tok.line, path, 'read_kg', max_ids,
+                 lambda k: ('head entity', 'relation', 'tail entity')[k % 3])
     triples, _ = _dedup(tok.values.reshape(-1, 3), path, 'read_kg',
                         'triples')
     return torch.from_numpy(triples)
@@ -222,7 +276,8 @@ def _as_int(token: str) -> Optional[int]:
     return int(token) if re.fullmatch(r'-?[0-9]+', token) else None
 
 
-def read_name_list(path: str) -> List[Optional[str]]:
+def read_name_list(path: str,
+                   max_ids: int = DEFAULT_MAX_IDS) -> List[Optional[str]]:
     r"""Reads a KGAT name list (:obj:`relation_list.txt`,
     :obj:`entity_list.txt`) into a list indexed by id.
 
@@ -240,12 +295,16 @@ def read_name_list(path: str) -> List[Optional[str]]:
 
     Args:
         path (str): The file.
+        max_ids (int, optional): Ids must be below this bound.
+            (default: :obj:`DEFAULT_MAX_IDS`, ten million)
 
     Raises:
         ValueError: On a line without an id (other than the header), a
-            negative id or an id listed twice, naming the file and the line.
+            negative id, an id of :obj:`max_ids` or more, or an id listed
+            twice, naming the file and the line.
     """
     path, who = str(path), 'read_name_list'
+    max_ids = _check_max_ids(who, max_ids)
     text = _read_bytes(path, who).decode('utf-8', 'replace')
     ids: List[int] = []
     names: List[str] = []
@@ -269,6 +328,8 @@ def read_name_list(path: str) -> List[Optional[str]]:
         if idx < 0:
             raise ValueError(f"{who}: '{path}', line {n}: ids must be "
                              f"non-negative (got {idx})")
+        if idx >= max_ids:
+            raise _bound_error(who, path, n, 'listed', idx, max_ids)
         ids.append(idx)
         names.append(name)
         lines.append(n)
@@ -330,7 +391,7 @@ class KGATFiles:
     path: str
 
 
-def read_kgat(path: str) -> KGATFiles:
+def read_kgat(path: str, max_ids: int = DEFAULT_MAX_IDS) -> KGATFiles:
     r"""Reads a KGAT folder (:obj:`train.txt`, :obj:`test.txt`,
     :obj:`kg_final.txt`, optional :obj:`relation_list.txt` and
     :obj:`entity_list.txt`).
@@ -342,6 +403,9 @@ def read_kgat(path: str) -> KGATFiles:
 
     Args:
         path (str): The folder.
+        max_ids (int, optional): Every id (user, item, entity, relation)
+            must be below this bound, checked before anything is allocated
+            for it. (default: :obj:`DEFAULT_MAX_IDS`, ten million)
 
     Raises:
         FileNotFoundError: If a required file is missing.
@@ -349,6 +413,7 @@ def read_kgat(path: str) -> KGATFiles:
     """
     path = str(path)
     who = 'read_kgat'
+    max_ids = _check_max_ids(who, max_ids)
     if not osp.isdir(path):
         raise FileNotFoundError(f"{who}: folder '{path}' not found")
     for fname in ('train.txt', 'test.txt', 'kg_final.txt'):
@@ -357,9 +422,9 @@ def read_kgat(path: str) -> KGATFiles:
                                     f"folder '{path}'")
     train_file = osp.join(path, 'train.txt')
     test_file = osp.join(path, 'test.txt')
-    train = _read_interactions(train_file, 'read_interactions')
-    test = _read_interactions(test_file, 'read_interactions')
-    kg = read_kg(osp.join(path, 'kg_final.txt'))
+    train = _read_interactions(train_file, 'read_interactions', max_ids)
+    test = _read_interactions(test_file, 'read_interactions', max_ids)
+    kg = read_kg(osp.join(path, 'kg_final.txt'), max_ids)
 
     if train.pairs.shape[0] == 0:
         raise ValueError(f"{who}: '{train_file}' holds no (user, item) "
@@ -385,9 +450,11 @@ def read_kgat(path: str) -> KGATFiles:
 
     relation_names = entity_names = None
     if osp.isfile(osp.join(path, 'relation_list.txt')):
-        relation_names = read_name_list(osp.join(path, 'relation_list.txt'))
+        relation_names = read_name_list(osp.join(path, 'relation_list.txt'),
+                                        max_ids)
     if osp.isfile(osp.join(path, 'entity_list.txt')):
-        entity_names = read_name_list(osp.join(path, 'entity_list.txt'))
+        entity_names = read_name_list(osp.join(path, 'entity_list.txt'),
+                                      max_ids)
 
     num_entities = max(num_items, int(ent.max()) + 1)
     num_relations = int(kg[:, 1].max()) + 1

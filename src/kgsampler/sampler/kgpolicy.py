@@ -479,6 +479,52 @@ class KGPolicy(Sampler, torch.nn.Module):
         return cls(dataset.train_pos, edge_index, int(dataset.num_entities),
                    scorer=scorer, edge_rel=edge_rel, **kwargs)
 
+    #: The Trainer's generic resume state (parameters, optimiser, small
+    #: counters) would miss the pending policy gradient and the redrawn
+    #: neighbour tables: KGPolicy saves its own (:meth:`resume_state`).
+    resume_needs_custom_state = True
+
+    #: The attributes that change while training (besides the parameters,
+    #: the baseline buffers and the optimiser).
+    _RESUME_ATTRS = ('stats', '_mark', '_num_fallback', '_num_false_negative',
+                     '_counts', '_entropy', '_reward_sum',
+                     '_calls_without_update', '_warned_no_update', '_buffer',
+                     '_num_pending', '_pending_loss', '_last_loss', '_h',
+                     '_pruned', '_keys', '_keys_leaf', '_grad_h',
+                     '_grad_keys', '_deferred', '_version', '_nbr1', '_nbr2')
+
+    def resume_state(self) -> Dict:
+        r"""Everything a training run needs to continue exactly: the
+        parameters and baseline (:meth:`state_dict`), the policy's optimiser,
+        the neighbour tables, the counters and the pending policy gradient
+        (buffered and deferred rollouts, accumulated gradients of the cached
+        representations). Tensors and plain containers only, so that
+        :func:`torch.load` reads it with :obj:`weights_only=True`; see
+        :meth:`load_resume_state`."""
+        return {
+            'module': self.state_dict(),
+            'optimizer': self.optimizer.state_dict(),
+            'attrs': {k: _pack(getattr(self, k, None))
+                      for k in self._RESUME_ATTRS},
+            # the encoder's autograd graph is rebuilt (the parameters have
+            # not changed since it was computed)
+            'h_grad': self._h_grad is not None,
+        }
+
+    def load_resume_state(self, state: Dict) -> None:
+        r"""Restores what :meth:`resume_state` saved (onto the sampler's
+        device)."""
+        torch.nn.Module.load_state_dict(self, state['module'])
+        self.optimizer.load_state_dict(state['optimizer'])
+        dev = self.device
+        for k, v in state['attrs'].items():
+            object.__setattr__(self, k, _unpack(v, dev))
+        self._h_grad = None
+        if state['h_grad']:
+            with torch.enable_grad():
+                self._h_grad = self.forward()
+
+
     def __setattr__(self, name, value):
         if name == 'scorer':  # never register the recommender as a submodule
             object.__setattr__(self, name, value)
@@ -1322,3 +1368,46 @@ def _entropy_ratios(st: Dict[str, float]) -> Dict[str, float]:
             out[f'entropy_hop{hop}'] = (st[f'entropy{hop}_sum'] /
                                         st[f'entropy{hop}_rows'])
     return out
+
+
+def _pack(v):
+    r"""A KGPolicy attribute as tensors and plain containers (tagged), for
+    :meth:`KGPolicy.resume_state`."""
+    if isinstance(v, Tensor):
+        leaf = v.is_leaf and v.requires_grad
+        return {'__kind__': 'tensor', 'data': v.detach().cpu().clone(),
+                'leaf': leaf,
+                'grad': (v.grad.detach().cpu().clone()
+                         if leaf and v.grad is not None else None)}
+    if isinstance(v, KGPolicyRollout):
+        return {'__kind__': 'rollout', 'fields': {
+            f: _pack(getattr(v, f)) for f in v.__dataclass_fields__}}
+    if isinstance(v, (list, tuple)):
+        return {'__kind__': type(v).__name__, 'items': [_pack(x) for x in v]}
+    if isinstance(v, dict):
+        return {'__kind__': 'dict', 'items': {k: _pack(x)
+                                              for k, x in v.items()}}
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise TypeError(f"KGPolicy.resume_state: cannot save a "
+                    f"{type(v).__name__}")
+
+
+def _unpack(v, device):
+    if not isinstance(v, dict) or '__kind__' not in v:
+        return v
+    kind = v['__kind__']
+    if kind == 'tensor':
+        t = v['data'].to(device)
+        if v['leaf']:
+            t.requires_grad_()
+            if v['grad'] is not None:
+                t.grad = v['grad'].to(device)
+        return t
+    if kind == 'rollout':
+        return KGPolicyRollout(**{f: _unpack(x, device)
+                                  for f, x in v['fields'].items()})
+    if kind in ('list', 'tuple'):
+        items = [_unpack(x, device) for x in v['items']]
+        return items if kind == 'list' else tuple(items)
+    return {k: _unpack(x, device) for k, x in v['items'].items()}
