@@ -11,9 +11,9 @@ Typical use inside your own training loop::
 from kgsampler.data import (KGRecDataset, UserItemCSR, build_hetero_data,
                             make_synthetic)
 from kgsampler.recommender import MF, LightGCN, Recommender
-from kgsampler.sampler import (DNS, PNS, RNS, Adversarial, EmbeddingScorer,
-                               KGPolicy, RandomWalk, Sampler, SamplerOutput,
-                               Scorer, format_paths)
+from kgsampler.sampler import (AHNS, DNS, DNSMN, PNS, RNS, SRNS, Adversarial,
+                               EmbeddingScorer, KGPolicy, RandomWalk, Sampler,
+                               SamplerOutput, Scorer, SoftmaxNS, format_paths)
 from kgsampler.train import Trainer, TrainResult, evaluate
 
 __version__ = '0.1.0'
@@ -30,6 +30,10 @@ __all__ = [
     'RNS',
     'PNS',
     'DNS',
+    'DNSMN',
+    'SoftmaxNS',
+    'AHNS',
+    'SRNS',
     'Adversarial',
     'RandomWalk',
     'KGPolicy',

@@ -1,12 +1,15 @@
 """Negative samplers."""
 from kgsampler.sampler.adversarial import Adversarial, AdversarialOutput
+from kgsampler.sampler.ahns import AHNS
 from kgsampler.sampler.base import EmbeddingScorer, Sampler, SamplerOutput, Scorer
 from kgsampler.sampler.dns import DNS
+from kgsampler.sampler.hard_negative import DNSMN, SoftmaxNS
 from kgsampler.sampler._kgpolicy_explain import format_paths
 from kgsampler.sampler.kgpolicy import (KGPolicy, KGPolicyOutput,
                                          KGPolicyRollout)
 from kgsampler.sampler.popularity import PNS
 from kgsampler.sampler.random_walk import RandomWalk
+from kgsampler.sampler.srns import SRNS
 from kgsampler.sampler.uniform import RNS
 
 __all__ = [
@@ -17,6 +20,10 @@ __all__ = [
     'RNS',
     'PNS',
     'DNS',
+    'DNSMN',
+    'SoftmaxNS',
+    'AHNS',
+    'SRNS',
     'Adversarial',
     'AdversarialOutput',
     'RandomWalk',
