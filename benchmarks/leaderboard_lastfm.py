@@ -31,7 +31,7 @@ from _common import ROOT, dataset_dir  # noqa: E402
 
 from kgsampler.data import KGRecDataset  # noqa: E402
 from kgsampler.recommender.mf import MF  # noqa: E402
-from kgsampler.report import paired_t_test  # noqa: E402
+from kgsampler.report import paired_t_test  # noqa: E402  (scipy.stats.ttest_rel)
 from kgsampler.sampler.ahns import AHNS  # noqa: E402
 from kgsampler.sampler.dns import DNS  # noqa: E402
 from kgsampler.sampler.hard_negative import DNSMN, SoftmaxNS  # noqa: E402

@@ -49,17 +49,11 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_method, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
+from torch_geometric import seed_everything
 
 from kgsampler.utils._io import atomic_json_dump, atomic_torch_save
 
 log = logging.getLogger('kgsampler.cli')
-
-
-def seed_everything(seed: int) -> None:
-    """Seeds :mod:`random`, :mod:`numpy` and :mod:`torch`."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 #: Trainer settings that do not change the weights a warm start ends with

@@ -122,62 +122,21 @@ def _num(v) -> float:
     return float('nan') if v is None else float(v)
 
 
-def _beta_cf(a: float, b: float, x: float) -> float:
-    # continued fraction of the regularised incomplete beta (Lentz)
-    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta :math:`I_x(a, b)`."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    front = math.exp(lbeta + a * math.log(x) + b * math.log(1.0 - x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _beta_cf(a, b, x) / a
-    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
-
-
 def paired_t_test(a: Sequence[float], b: Sequence[float]) -> float:
     r"""Two-sided p-value of the paired t-test of :obj:`a` against
-    :obj:`b` (:obj:`nan` with fewer than two pairs; 0 or 1 when all
-    differences are equal)."""
+    :obj:`b`, :func:`scipy.stats.ttest_rel` (:obj:`nan` with fewer than two
+    pairs; 0 or 1 when all differences are equal, where scipy gives
+    :obj:`nan`)."""
     if len(a) != len(b):
         raise ValueError(f"paired_t_test: 'a' and 'b' must have the same "
                          f"length (got {len(a)} and {len(b)})")
-    n = len(a)
-    if n < 2:
+    if len(a) < 2:
         return float('nan')
     diff = [x - y for x, y in zip(a, b)]
-    mean, sd = statistics.fmean(diff), statistics.stdev(diff)
-    if sd == 0.0:
-        return 1.0 if mean == 0.0 else 0.0
-    t = mean / (sd / math.sqrt(n))
-    df = n - 1
-    return _betainc(df / 2.0, 0.5, df / (df + t * t))
+    if max(diff) == min(diff):  # zero variance: no t statistic
+        return 1.0 if diff[0] == 0.0 else 0.0
+    from scipy.stats import ttest_rel
+    return float(ttest_rel(a, b).pvalue)
 
 
 @dataclass
