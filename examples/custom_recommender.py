@@ -46,6 +46,7 @@ class BiasedMF(Recommender):
 
 
 if __name__ == '__main__':
+    torch.set_num_threads(1)  # see num_threads in conf/train.yaml
     torch.manual_seed(0)
     ds = make_synthetic()
     model = BiasedMF(ds.num_users, ds.num_items)

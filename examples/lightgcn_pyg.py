@@ -37,6 +37,7 @@ class LightGCNScorer:
 
 
 def main():
+    torch.set_num_threads(1)  # see num_threads in conf/train.yaml
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--data', default=None, help='a KGAT folder')
     p.add_argument('--sampler', default='dns',

@@ -137,3 +137,16 @@ def test_experiment_recipe_and_report(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '| synthetic | dns | mf |' in proc.stdout
     assert (tmp_path / 'sweep' / 'report.csv').is_file()
+
+
+def test_help_says_what_the_tool_does(tmp_path):
+    proc = subprocess.run([EXE, '--help'], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert out.startswith('kgsampler-train: trains a recommender with a '
+                          'negative sampler')
+    for group in ('recommender: cke, kgat, lightgcn, mf, nfm, ripplenet',
+                  'sampler: adversarial, ahns, dns', 'dataset: amazon-book'):
+        assert group in out
+    assert 'kgsampler-report' in out and 'docs/usage.md' in out
