@@ -39,6 +39,19 @@ AGGR_BACKENDS = ('auto', 'csr', 'torch_sparse', 'scatter')
 INTERACT = -1
 
 
+def require_kg(who: str, dataset) -> None:
+    r"""Raises a :class:`ValueError` naming :obj:`who` when :obj:`dataset`
+    has no KG triples (e.g. interactions read from RecBole files without a
+    :obj:`.kg` file): a KG walk has nothing to walk on."""
+    kg = getattr(dataset, 'kg', None)
+    if kg is not None and kg.numel() == 0:
+        raise ValueError(
+            f"{who}: the dataset {getattr(dataset, 'name', '')!r} has no KG "
+            f"triples, and this sampler walks item -> KG entity -> item "
+            f"paths; use a KG-free sampler (RNS, PNS, DNS, DNSMN, SoftmaxNS, "
+            f"AHNS, SRNS, Adversarial) or a dataset with a KG")
+
+
 def collaborative_graph(dataset) -> Tuple[Tensor, Tensor, int]:
     r"""The collaborative knowledge graph of a dataset, homogeneous, with
     relations merged into plain edges (as in the paper) but kept on the side

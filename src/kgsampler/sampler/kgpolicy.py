@@ -474,6 +474,7 @@ class KGPolicy(Sampler, torch.nn.Module):
                 :meth:`summary_stats`). (default: :obj:`True`)
             **kwargs (optional): Arguments of :class:`KGPolicy`.
         """
+        kg_graph.require_kg(f'{cls.__name__}.from_dataset', dataset)
         edge_index, edge_rel, _ = kg_graph.collaborative_graph(dataset)
         cls._monitor_kwargs(dataset, track_false_negatives, kwargs)
         return cls(dataset.train_pos, edge_index, int(dataset.num_entities),

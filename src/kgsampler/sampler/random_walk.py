@@ -113,6 +113,7 @@ class RandomWalk(Sampler):
                 validation positives. (default: :obj:`True`)
             **kwargs (optional): Arguments of :class:`RandomWalk`.
         """
+        kg_graph.require_kg(f'{cls.__name__}.from_dataset', dataset)
         edge_index, _, _ = kg_graph.collaborative_graph(dataset)
         cls._monitor_kwargs(dataset, track_false_negatives, kwargs)
         return cls(dataset.train_pos, edge_index, int(dataset.num_entities),
