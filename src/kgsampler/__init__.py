@@ -10,7 +10,8 @@ Typical use inside your own training loop::
 """
 from kgsampler.data import (KGRecDataset, UserItemCSR, build_hetero_data,
                             make_synthetic)
-from kgsampler.recommender import MF, LightGCN, Recommender
+from kgsampler.recommender import (CKE, KGAT, MF, NFM, LightGCN, Recommender,
+                                   RippleNet, TransR)
 from kgsampler.sampler import (AHNS, DNS, DNSMN, PNS, RNS, SRNS, Adversarial,
                                EmbeddingScorer, KGPolicy, RandomWalk, Sampler,
                                SamplerOutput, Scorer, SoftmaxNS, format_paths)
@@ -41,6 +42,11 @@ __all__ = [
     'Recommender',
     'MF',
     'LightGCN',
+    'CKE',
+    'TransR',
+    'KGAT',
+    'NFM',
+    'RippleNet',
     'Trainer',
     'TrainResult',
     'evaluate',
