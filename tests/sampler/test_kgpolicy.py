@@ -12,6 +12,12 @@ from kgsampler.sampler import _kgpolicy_attention as kg_attention
 from kgsampler.sampler import _kgpolicy_gradient as kg_gradient
 from kgsampler.utils._softmax import HAS_TORCH_SCATTER
 
+NO_SCATTER = ('torch-scatter is not installed: the torch_scatter softmax back '
+              'end (the default of `auto` wherever it is installed) is NOT '
+              'compared here')
+NO_SPARSE = ('torch-sparse is not installed: the torch_sparse aggregation '
+             'back end is NOT compared here')
+
 
 @pytest.fixture
 def tiny():
@@ -102,7 +108,7 @@ def test_neighbour_table_rows_are_distinct_neighbours(tiny, width):
 
 @pytest.mark.parametrize('backend', ['scatter', pytest.param(
     'torch_sparse', marks=pytest.mark.skipif(
-        not kg_graph.HAS_TORCH_SPARSE, reason='torch-sparse is not installed'))])
+        not kg_graph.HAS_TORCH_SPARSE, reason=NO_SPARSE))])
 def test_aggregation_backends_agree(tiny, backend):
     ei, _, n = kg_graph.collaborative_graph(tiny)
     torch.manual_seed(0)
@@ -120,7 +126,7 @@ def test_aggregation_backends_agree(tiny, backend):
 # -------------------------------------------------------------- attention
 def softmax_backends():
     return ['pyg', pytest.param('torch_scatter', marks=pytest.mark.skipif(
-        not HAS_TORCH_SCATTER, reason='torch-scatter is not installed'))]
+        not HAS_TORCH_SCATTER, reason=NO_SCATTER))]
 
 
 @pytest.mark.parametrize('backend', softmax_backends())
@@ -150,8 +156,7 @@ def test_attention_rows_sum_to_one_and_match_dense(backend, rows, cols, seed):
     assert (p[~valid] == 0).all()
 
 
-@pytest.mark.skipif(not HAS_TORCH_SCATTER,
-                    reason='torch-scatter is not installed')
+@pytest.mark.skipif(not HAS_TORCH_SCATTER, reason=NO_SCATTER)
 def test_sampler_softmax_backends_agree(tiny):
     outs = []
     for backend in ('pyg', 'torch_scatter'):
@@ -257,8 +262,6 @@ def test_shapes_and_path_history_excluded(tiny, steps, num_neg):
         -1, num_neg))
     # walks where no hop dead-ended on a uniform fallback never revisit
     dead = (out.rollout.choice2 < 0).any(0).view(4, num_neg)
-    if steps <= 2:  # longer walks exhaust this tiny graph
-        assert (~dead).any()
     for b in range(4):
         for j in range(num_neg):
             path = out.paths[b, j].tolist()
@@ -266,6 +269,17 @@ def test_shapes_and_path_history_excluded(tiny, steps, num_neg):
             if not dead[b, j]:
                 assert len(nodes) == len(set(nodes)), path
             assert users[b].item() not in path[1::2]  # not through u itself
+
+
+@pytest.mark.parametrize('steps', [1, 2])  # longer walks exhaust the graph
+def test_short_walks_on_the_tiny_graph_mostly_move(tiny, steps):
+    s, _ = build(tiny, steps=steps)
+    torch.manual_seed(0)
+    users = torch.tensor([0, 1, 2, 2]).repeat(4)
+    pos = torch.tensor([1, 2, 0, 3]).repeat(4)
+    out = s.sample(users, pos, 2)
+    dead = (out.rollout.choice2 < 0).any(0)
+    assert (~dead).any()
 
 
 def test_batch_of_one_and_one_positive_user(tiny):
@@ -428,8 +442,17 @@ def test_module_behaviour(tiny):
     assert repr(s.encoder) == ("GraphEncoder(10, dims=[8, 8, 8], "
                                "aggr_backend='csr')")
     state = {k: v.clone() for k, v in s.state_dict().items()}
+    assert state
+    h0 = s.representations().detach().clone()
     s.reset_parameters()
+    assert any(not torch.equal(v, state[k])
+               for k, v in s.state_dict().items())
+    assert not torch.allclose(s.representations(), h0)
     s.load_state_dict(state)
+    assert s.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in s.state_dict().items())
+    # the cached representations follow the loaded parameters
+    assert torch.allclose(s.representations(), h0)
     assert s.learnable and s.requires_scorer
     stats = s.summary_stats()
     for k in ('fallback_rate', 'dead_end_rate', 'random_pick_rate',
@@ -611,7 +634,8 @@ def test_pair_log_prob_value_and_gradient_match_direct(backend):
     assert torch.allclose(ha.grad, hb.grad, atol=1e-8)
 
 
-def test_masked_softmax_dense_and_scatter_agree():
+@pytest.mark.parametrize('backend', ['dense'] + softmax_backends())
+def test_masked_softmax_dense_and_scatter_agree(backend):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(20, 9, generator=g) * 30
     valid = torch.rand(20, 9, generator=g) < 0.6
@@ -623,12 +647,17 @@ def test_masked_softmax_dense_and_scatter_agree():
     for r in range(20):
         if valid[r].any():
             ref[r, valid[r]] = torch.softmax(logits[r, valid[r]], 0)
-    backends = ['pyg', 'dense'] + (['torch_scatter'] if HAS_TORCH_SCATTER
-                                   else [])
-    for backend in backends:
-        out = kg_attention.masked_softmax(logits, valid, backend)
-        assert torch.allclose(out, ref, atol=1e-6)
-        assert (out[~valid] == 0).all() and out[4, 2] == 1
+    out = kg_attention.masked_softmax(logits, valid, backend)
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert (out[~valid] == 0).all() and out[4, 2] == 1
+
+
+def test_greedy_choice_is_the_argmax():
+    """:obj:`selection="recommender_max"` takes the first hop's argmax."""
+    p = torch.tensor([[0.1, 0.6, 0.3], [0.0, 0.0, 0.0], [0.5, 0.2, 0.3],
+                      [0.0, 0.0, 1.0]])
+    assert kg_attention.choose(p, True).tolist() == [1, -1, 0, 2]
+    assert kg_attention.choose(p[:, :0], True).tolist() == [-1] * 4
 
 
 @pytest.mark.parametrize('length', [0, 1, 3, 8, 9, 16])
@@ -934,6 +963,34 @@ def test_row_correlation_on_known_rows():
     valid[:, 3:] = False
     assert kg_attention.row_correlation(a, b, valid) == pytest.approx(1.0)
     assert kg_attention.row_correlation(a[:, :2], a[:, :2], valid[:, :2]) is None
+
+
+def test_row_correlation_matches_a_per_row_reference():
+    r"""Rows of small spread (variance below 1) count; rows without spread
+    in either input, or with fewer than 3 valid entries, do not::
+
+        row 0: a = 0.01 * (0 1 2 3),  b = a ** 2        counted
+        row 1: a constant,            b anything        skipped (no spread)
+        row 2: a anything,            b constant        skipped
+        row 3: 2 valid entries                          skipped
+        row 4: a = (3 1 2 .), b = (1 2 3 .)              counted (3 valid)
+    """
+    a = torch.tensor([[0.0, 0.01, 0.02, 0.03], [5.0, 5.0, 5.0, 5.0],
+                      [1.0, 4.0, 2.0, 3.0], [1.0, 2.0, 0.0, 0.0],
+                      [3.0, 1.0, 2.0, 9.0]])
+    b = torch.tensor([[0.0, 0.0001, 0.0004, 0.0009], [1.0, 2.0, 0.0, 3.0],
+                      [7.0, 7.0, 7.0, 7.0], [2.0, 1.0, 0.0, 0.0],
+                      [1.0, 2.0, 3.0, -9.0]])
+    valid = torch.ones(5, 4, dtype=torch.bool)
+    valid[3, 2:] = False
+    valid[4, 3] = False
+
+    def pearson(x, y):
+        x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
+        return float((x * y).sum() / (x.square().sum() * y.square().sum()
+                                      ).sqrt())
+    ref = (pearson(a[0], b[0]) + pearson(a[4, :3], b[4, :3])) / 2
+    assert kg_attention.row_correlation(a, b, valid) == pytest.approx(ref)
 
 
 def test_personalisation_is_one_for_a_user_independent_policy():

@@ -118,6 +118,69 @@ def test_dns_picks_best_candidate(tiny):
     assert (out.neg_items == 5).all()  # 64 draws out of 6 items: max found
 
 
+class FavouritePerUser:
+    r"""A recommender whose scores depend on the user: user :math:`u`
+    scores item :math:`i` as :math:`-|i - f_u|`, highest at its favourite
+    :math:`f_u` (none a training positive of its user in :func:`tiny`).
+    Records every call."""
+    fav = torch.tensor([4, 0, 5, 2])
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, users, items):
+        self.calls.append((users.clone(), items.clone()))
+        return -(items - self.fav[users].view(-1, 1)).abs().float()
+
+
+@pytest.mark.parametrize('num_neg', [1, 3])
+def test_dns_picks_each_rows_users_hardest(tiny, num_neg):
+    torch.manual_seed(0)
+    scorer = FavouritePerUser()
+    sampler = DNS(tiny, scorer=scorer, num_candidates=64)
+    users = torch.tensor([0, 1, 2, 3]).repeat(25)[torch.randperm(100)]
+    out = sampler.sample(users, torch.zeros_like(users), num_neg)
+    # 64 candidates among at most 6 items: each user's favourite is found
+    assert torch.equal(out.neg_items,
+                       scorer.fav[users].view(-1, 1).expand(-1, num_neg))
+    # one call: the batch's own users, num_neg * M candidates per row
+    (u, items), = scorer.calls
+    assert torch.equal(u, users)
+    assert items.shape == (100, num_neg * 64)
+
+
+@pytest.mark.parametrize('num_neg', [1, 2, 4])
+@pytest.mark.parametrize('num_candidates', [1, 3])
+def test_dns_matches_a_dense_reference(num_neg, num_candidates):
+    """Negative :math:`n` of a row is the best of candidates
+    :math:`nM .. nM + M - 1` of that row, under the row's own user."""
+    g = torch.Generator().manual_seed(num_neg)
+    U, I = 9, 30
+    dense = torch.rand(U, I, generator=g) < 0.4
+    dense[:, 0] = False
+    r, c = dense.nonzero().t()
+    pos = UserItemCSR.from_pairs(r, c, U, I)
+    user_emb, item_emb = torch.randn(U, 5, generator=g), torch.randn(I, 5,
+                                                                     generator=g)
+
+    class Recorder(EmbeddingScorer):
+        def score(self, users, items):
+            self.seen = items.clone()
+            return super().score(users, items)
+
+    scorer = Recorder(user_emb, item_emb)
+    users = torch.randint(U, (40, ), generator=g)
+    torch.manual_seed(0)
+    out = DNS(pos, scorer=scorer, num_candidates=num_candidates).sample(
+        users, torch.zeros_like(users), num_neg)
+    cand = scorer.seen.view(40, num_neg, num_candidates)
+    assert not dense[users.view(-1, 1, 1), cand].any()
+    ref_scores = (user_emb[users].view(40, 1, 1, 5) * item_emb[cand]).sum(-1)
+    best = cand.gather(-1, ref_scores.argmax(-1, keepdim=True)).view(40,
+                                                                     num_neg)
+    assert torch.equal(out.neg_items, best)
+
+
 def test_membership_backends_agree_with_dense():
     g = torch.Generator().manual_seed(1)
     dense = torch.rand(30, 17, generator=g) < 0.3
@@ -190,7 +253,8 @@ def test_errors(tiny):
 
 
 def test_sampler_is_abstract(tiny):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"Can't instantiate abstract class "
+                                        r"Sampler.*_sample"):
         Sampler(tiny)
 
 

@@ -45,7 +45,6 @@ def test_learns_the_blocks(sampler_cls, tmp_path):
     before = trainer.evaluate('valid')['recall@20']
     res = trainer.fit()
     assert res.valid['recall@20'] > before + 0.3
-    assert res.test['hit@20'] > 0.9
     assert 1 <= res.best_epoch <= res.epochs_run <= 30
     assert len(res.epoch_seconds) == res.epochs_run
     # the restored model is the best one, also on disk

@@ -1,8 +1,15 @@
+import types
+
 import pytest
 import torch
 
+from kgsampler.utils import _softmax
 from kgsampler.utils._softmax import (HAS_TORCH_SCATTER, resolve_backend,
                                       scatter_softmax)
+
+NO_SCATTER = ('torch-scatter is not installed: the torch_scatter softmax back '
+              'end (the default of `auto` wherever it is installed) is NOT '
+              'compared with the dense reference here')
 
 
 def dense_reference(src, index, num_segments):
@@ -18,7 +25,7 @@ def backends():
     return [
         'pyg',
         pytest.param('torch_scatter', marks=pytest.mark.skipif(
-            not HAS_TORCH_SCATTER, reason='torch-scatter is not installed')),
+            not HAS_TORCH_SCATTER, reason=NO_SCATTER)),
     ]
 
 
@@ -37,8 +44,7 @@ def test_matches_dense_reference(backend, num_segments, seed):
     assert torch.allclose(sums[present], torch.ones(int(present.sum())))
 
 
-@pytest.mark.skipif(not HAS_TORCH_SCATTER,
-                    reason='torch-scatter is not installed')
+@pytest.mark.skipif(not HAS_TORCH_SCATTER, reason=NO_SCATTER)
 def test_backends_agree_with_gradients():
     g = torch.Generator().manual_seed(0)
     index = torch.randint(5, (40, ), generator=g)
@@ -66,17 +72,61 @@ def test_empty_input():
     assert out.numel() == 0
 
 
-def test_auto_backend():
+def test_auto_backend(monkeypatch):
     expected = 'torch_scatter' if HAS_TORCH_SCATTER else 'pyg'
     assert resolve_backend('auto') == expected
+    assert resolve_backend('pyg') == 'pyg'
+    monkeypatch.setattr(_softmax, 'HAS_TORCH_SCATTER', True)
+    assert resolve_backend('auto') == 'torch_scatter'
+    assert resolve_backend('torch_scatter') == 'torch_scatter'
+    monkeypatch.setattr(_softmax, 'HAS_TORCH_SCATTER', False)
+    assert resolve_backend('auto') == 'pyg'
 
 
-def test_errors():
-    with pytest.raises(ValueError, match="'backend' must be one of"):
+def fake_torch_scatter(calls):
+    """A stand-in for :mod:`torch_scatter` whose :func:`scatter_softmax` is
+    the dense reference (recording its arguments): runs the dispatch of the
+    :obj:`"torch_scatter"` branch where the extension is not installed."""
+    def scatter_softmax(src, index, dim=-1, dim_size=None):
+        calls.append({'dim': dim, 'dim_size': dim_size})
+        return dense_reference(src, index, dim_size)
+    return types.SimpleNamespace(scatter_softmax=scatter_softmax)
+
+
+@pytest.mark.parametrize('num_segments', [None, 4, 9])
+def test_torch_scatter_branch_passes_the_scores_through(monkeypatch,
+                                                        num_segments):
+    calls = []
+    monkeypatch.setattr(_softmax, '_torch_scatter', fake_torch_scatter(calls))
+    monkeypatch.setattr(_softmax, 'HAS_TORCH_SCATTER', True)
+    g = torch.Generator().manual_seed(0)
+    index = torch.tensor([3, 0, 3, 1, 0, 3, 2, 1])
+    src = torch.randn(8, generator=g) * 5
+    for backend in ('auto', 'torch_scatter'):
+        out = scatter_softmax(src, index, num_segments, backend=backend)
+        assert torch.allclose(out, dense_reference(src, index, 4), atol=1e-6)
+    assert calls == [{'dim': 0, 'dim_size': num_segments or 4}] * 2
+
+
+def test_errors(monkeypatch):
+    with pytest.raises(ValueError, match=r"^scatter_softmax: 'backend' must "
+                                         r"be one of \('auto', "
+                                         r"'torch_scatter', 'pyg'\) \(got "
+                                         r"'cuda'\)$"):
         scatter_softmax(torch.zeros(2), torch.zeros(2, dtype=torch.long),
                         backend='cuda')
-    with pytest.raises(ValueError, match='1-D of the same length'):
+    with pytest.raises(ValueError, match=r"'src' and 'index' must be 1-D of "
+                                         r"the same length \(got shapes "
+                                         r"\(2, 2\) and \(2,\)\)"):
         scatter_softmax(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long))
-    if not HAS_TORCH_SCATTER:
-        with pytest.raises(ImportError, match='torch-scatter'):
-            resolve_backend('torch_scatter')
+    with pytest.raises(ValueError, match=r"\(got shapes \(3,\) and "
+                                         r"\(2,\)\)"):
+        scatter_softmax(torch.zeros(3), torch.zeros(2, dtype=torch.long),
+                        backend='pyg')
+    monkeypatch.setattr(_softmax, 'HAS_TORCH_SCATTER', False)
+    with pytest.raises(ImportError, match=r"backend='torch_scatter' needs the "
+                                          r"'torch-scatter' package"):
+        resolve_backend('torch_scatter')
+    with pytest.raises(ImportError, match="torch-scatter"):
+        scatter_softmax(torch.zeros(2), torch.zeros(2, dtype=torch.long),
+                        backend='torch_scatter')

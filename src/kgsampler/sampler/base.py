@@ -211,9 +211,11 @@ class Sampler(ABC):
     A sampler is built once from the training positives and then called
     inside any training loop: :obj:`sampler.sample(users, pos_items, num_neg)`
     returns :obj:`num_neg` negatives per row, none of which is a training
-    positive of that row's user (:meth:`sample` enforces this for every
-    subclass). Samplers that need the recommender (DNS, KGPolicy) ask it
-    through a :class:`Scorer`.
+    positive of that row's user: :meth:`sample` checks what every subclass's
+    :meth:`_sample` returned (shape, :obj:`torch.long`, item range, no
+    training positive) and raises :class:`RuntimeError` on a violation, so
+    no positive ever reaches the training loop. Samplers that need the
+    recommender (DNS, KGPolicy) ask it through a :class:`Scorer`.
 
     Args:
         train_pos (UserItemCSR): Each user's training positives.
@@ -358,10 +360,7 @@ class Sampler(ABC):
         if self.learnable:
             self._count_call_without_update()
         out = self._sample(users, pos_items, num_neg)
-        if tuple(out.neg_items.shape) != (users.numel(), num_neg):
-            raise RuntimeError(f"{cls}._sample returned 'neg_items' of shape "
-                               f"{tuple(out.neg_items.shape)}, expected "
-                               f"({users.numel()}, {num_neg})")
+        self._check_output(users, out, num_neg)
         self.stats['num_sampled'] += out.neg_items.numel()
         if out.fallback is not None:
             self._num_fallback += out.fallback.sum()
@@ -371,6 +370,40 @@ class Sampler(ABC):
         return out
 
     __call__ = sample
+
+    def _check_output(self, users: Tensor, out: SamplerOutput,
+                      num_neg: int) -> None:
+        r"""Enforces the contract of :meth:`sample` on what :meth:`_sample`
+        returned: :obj:`neg_items` of shape :math:`(B, N)`,
+        :obj:`torch.long`, item ids in range, none a training positive of
+        its row's user. One membership query of the :math:`B \cdot N`
+        negatives and one host sync; raises :class:`RuntimeError` naming the
+        subclass and the first offending row (a bug in that subclass)."""
+        cls = self.__class__.__name__
+        neg = out.neg_items
+        if not isinstance(neg, Tensor) or neg.dtype != torch.long:
+            raise RuntimeError(f"{cls}._sample returned 'neg_items' that are "
+                               f"not a torch.long tensor (got "
+                               f"{getattr(neg, 'dtype', type(neg).__name__)})")
+        if tuple(neg.shape) != (users.numel(), num_neg):
+            raise RuntimeError(f"{cls}._sample returned 'neg_items' of shape "
+                               f"{tuple(neg.shape)}, expected "
+                               f"({users.numel()}, {num_neg})")
+        if neg.numel() == 0:
+            return
+        outside = (neg < 0) | (neg >= self.num_items)
+        bad = outside | self.is_pos(users.view(-1, 1),
+                                    neg.clamp(0, self.num_items - 1))
+        if bool(bad.any()):  # the one host sync
+            r, j = (int(x) for x in bad.nonzero()[0])
+            u, i = int(users[r]), int(neg[r, j])
+            what = (f"outside [0, {self.num_items})" if bool(outside[r, j])
+                    else f"a training positive of user {u}")
+            raise RuntimeError(f"{cls}._sample returned item {i} at row {r}, "
+                               f"column {j}, which is {what}; a sampler must "
+                               f"draw through uniform_negatives() or "
+                               f"replace_positives() so that no training "
+                               f"positive is returned")
 
     @abstractmethod
     def _sample(self, users: Tensor, pos_items: Tensor,

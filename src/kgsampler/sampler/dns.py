@@ -36,13 +36,13 @@ class DNS(Sampler):
         if scorer is not None:
             self.set_scorer(scorer)
 
-    @torch.no_grad()
     def _sample(self, users: Tensor, pos_items: Tensor,
                 num_neg: int) -> SamplerOutput:
         B, M = users.numel(), self.num_candidates
         u = users.view(-1, 1).expand(-1, num_neg * M)
         cand = self.uniform_negatives(u)  # [B, N * M]
-        scores = self.scorer.score(users, cand).view(B, num_neg, M)
+        with torch.no_grad():  # the recommender is only queried
+            scores = self.scorer.score(users, cand).view(B, num_neg, M)
         best = scores.argmax(dim=-1, keepdim=True)  # [B, N, 1]
         neg = cand.view(B, num_neg, M).gather(-1, best).squeeze(-1)
         return SamplerOutput(neg)
