@@ -200,3 +200,198 @@ def test_plots_skip_the_sampler_warm_up_row(sweep, tmp_path, monkeypatch):
     report([str(sweep), '--select', 'trainer.lr', '--out',
             str(tmp_path / 'rep'), '--plots', str(tmp_path / 'fig')])
     assert labels.count('rns (mf)') == 2  # gradient magnitude and FN rate
+
+
+def write_ks_run(root, name, sampler, seed, lr, valid, test, monitor=None,
+                 config_monitor=None):
+    r"""A run of ``'trainer.ks=[10,50]'``: metrics at K = 10 and 50 only;
+    the monitor in metrics.json (:obj:`monitor`) or only in the run's
+    ``.hydra/config.yaml`` (:obj:`config_monitor`)."""
+    d = root / name
+    (d / '.hydra').mkdir(parents=True)
+    (d / '.hydra' / 'overrides.yaml').write_text(
+        f"- sampler={sampler}\n- trainer.lr={lr}\n- 'trainer.ks=[10,50]'\n")
+    if config_monitor is not None:
+        (d / '.hydra' / 'config.yaml').write_text(
+            f'seed: {seed}\ntrainer:\n  ks: [10, 50]\n  monitor: '
+            f'{config_monitor}\n')
+    m = {'dataset': 'toy', 'sampler': sampler, 'recommender': 'mf',
+         'seed': seed, 'epochs_run': 3, 'valid': valid, 'test': test,
+         'test_by_sparsity': [{'group': 1, 'min_interactions': 1,
+                               'max_interactions': 4, **test}]}
+    if monitor is not None:
+        m['monitor'] = monitor
+    (d / 'metrics.json').write_text(json.dumps(m))
+
+
+@pytest.fixture
+def ks_sweep(tmp_path):
+    r"""Runs with ``trainer.ks=[10,50]`` and ``trainer.monitor=ndcg@50``
+    (read from config.yaml or metrics.json): rns at two learning rates,
+    where validation ndcg@10 prefers lr 0.001 and ndcg@50 (the monitor)
+    prefers lr 0.005; dns, whose seed-2 run has test recall@50 missing
+    (null in the file)::
+
+        rns lr=0.001  valid ndcg@10 0.30  ndcg@50 0.10  test 0.1
+        rns lr=0.005  valid ndcg@10 0.20  ndcg@50 0.20  test 0.2
+        dns lr=0.001  valid ndcg@10 0.10  ndcg@50 0.30  test 0.3 (+ seed)
+    """
+    for seed in (1, 2):
+        def t(v):
+            return {f'{m}@{k}': v for m in ('recall', 'ndcg')
+                    for k in (10, 50)}
+        write_ks_run(tmp_path / 'sweep', f'a{seed}', 'rns', seed, '0.001',
+                     {'ndcg@10': 0.3, 'ndcg@50': 0.1}, t(0.1),
+                     config_monitor='ndcg@50')
+        write_ks_run(tmp_path / 'sweep', f'b{seed}', 'rns', seed, '0.005',
+                     {'ndcg@10': 0.2, 'ndcg@50': 0.2}, t(0.2),
+                     monitor='ndcg@50')
+        test = t(0.3 + seed / 100)
+        if seed == 2:
+            test['recall@50'] = None
+        write_ks_run(tmp_path / 'sweep', f'c{seed}', 'dns', seed, '0.001',
+                     {'ndcg@10': 0.1, 'ndcg@50': 0.3}, test,
+                     monitor='ndcg@50')
+    return tmp_path / 'sweep'
+
+
+def test_metrics_and_monitor_discovered_from_the_runs(ks_sweep, tmp_path):
+    runs = load_runs([ks_sweep])
+    assert {r.monitor for r in runs} == {'ndcg@50'}  # config.yaml or json
+    rows = build_rows(runs, ['trainer.lr'], baseline='rns')
+    by = {r.sampler: r for r in rows}
+    assert by['rns'].setting == 'trainer.lr=0.005'  # chosen on ndcg@50
+    # --monitor overrides the runs' own
+    assert build_rows(runs, ['trainer.lr'], monitor='ndcg@10')[1] \
+        .setting == 'trainer.lr=0.001'
+    assert set(by['dns'].p_values) == {'recall@10', 'ndcg@10', 'ndcg@50'}
+    table = report([str(ks_sweep), '--select', 'trainer.lr', '--baseline',
+                    'rns', '--out', str(tmp_path / 'rep')])
+    header = table.splitlines()[0]
+    assert ('| n | valid ndcg@50 | test recall@10 | test recall@50 | '
+            'test ndcg@10 | test ndcg@50 | epochs |') in header
+    assert '@20' not in table
+    dns = next(ln for ln in table.splitlines() if '| dns |' in ln)
+    cells = [c.strip() for c in dns.strip('|').split('|')]
+    # n, valid ndcg@50, recall@10, recall@50 (missing in seed 2), ndcg@10
+    assert cells[5:9] == ['2', '0.3000 ± 0.0000', cells[7], '-']
+    assert cells[7].startswith('0.3150 ± 0.0071 (p=')
+    csv_text = (tmp_path / 'rep.csv').read_text()
+    assert 'test recall@50' in csv_text
+
+
+def test_missing_and_null_metrics_never_crash(tmp_path):
+    r"""Every run lacks something: a null (non-finite) validation metric,
+    a test metric only one run has; the table shows them as missing."""
+    write_ks_run(tmp_path, 'a', 'rns', 1, '0.001', {'ndcg@10': None},
+                 {'ndcg@10': None},
+                 monitor='ndcg@10')
+    write_ks_run(tmp_path, 'b', 'rns', 2, '0.001', {'ndcg@10': 0.2},
+                 {'ndcg@10': 0.1, 'hit@10': 0.5}, monitor='ndcg@10')
+    table = report([str(tmp_path), '--baseline', 'rns', '--out',
+                    str(tmp_path / 'rep')])
+    assert '| valid ndcg@10 | test ndcg@10 | test hit@10 |' in table
+    row = table.splitlines()[2]
+    assert '| 2 | - | - | - | 3 |' in row
+
+
+def test_plots_without_matplotlib_exit_before_the_table(sweep, tmp_path,
+                                                         capsys,
+                                                         monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # ImportError
+    with pytest.raises(SystemExit) as e:
+        report([str(sweep), '--out', str(tmp_path / 'rep'), '--plots',
+                str(tmp_path / 'fig')])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ''
+    assert err.count('\n') == 1 and 'needs matplotlib' in err
+    assert not (tmp_path / 'rep.md').exists()
+    assert not (tmp_path / 'fig').exists()
+
+
+def _html_rows(page):
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == 'tr':
+                self.rows.append([])
+            elif tag in ('td', 'th'):
+                self.cell = ''
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag in ('td', 'th'):
+                self.rows[-1].append(self.cell)
+                self.cell = None
+    p = Rows()
+    p.feed(page)
+    return p.rows
+
+
+@pytest.mark.parametrize('plots', [False, True])
+def test_html_page(sweep, tmp_path, plots):
+    if plots:
+        pytest.importorskip('matplotlib',
+                            reason='the plot extra is not installed')
+    page = tmp_path / 'page' / 'report.html'
+    page.parent.mkdir()
+    argv = [str(sweep), '--select', 'trainer.lr', '--baseline', 'rns',
+            '--out', str(tmp_path / 'rep'), '--html', str(page)]
+    if plots:
+        argv += ['--plots', str(tmp_path / 'fig')]
+    table = report(argv)
+    text = page.read_text()
+    rows = _html_rows(text)
+    md = [[c.strip() for c in ln.strip().strip('|').split(' | ')]
+          for ln in table.splitlines() if not ln.startswith('|---')]
+    assert rows[:len(md)] == md  # the report table, cell for cell
+    # the sparsity table follows: header and the two samplers
+    assert rows[len(md)] == ['sampler', 'n', '1-2', '2-3']
+    assert len(rows) == len(md) + 3
+    # self-contained: nothing fetched from elsewhere
+    assert 'http' not in text and '<script' not in text
+    assert text.count('src="data:image/png;base64,') == (2 if plots else 0)
+    assert not list(page.parent.glob('.*tmp*'))  # written atomically
+
+
+CHROMIUM = '/usr/bin/chromium'
+
+
+def test_html_page_in_headless_chromium(sweep, tmp_path):
+    import os
+    import subprocess
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f'{CHROMIUM} not found: the HTML page is not opened in '
+                    f'a browser (test_html_page checks its content)')
+    page = tmp_path / 'report.html'
+    argv = [str(sweep), '--baseline', 'rns', '--out', str(tmp_path / 'rep'),
+            '--html', str(page)]
+    try:
+        import matplotlib  # noqa: F401
+        argv += ['--plots', str(tmp_path / 'fig')]
+    except ImportError:
+        pass
+    report(argv)
+    proc = subprocess.run(
+        [CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu',
+         f'--user-data-dir={tmp_path / "profile"}', '--enable-logging=stderr',
+         '--v=0', '--virtual-time-budget=2000', '--dump-dom',
+         page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    rows = _html_rows(dom)
+    assert rows[0][:3] == ['dataset', 'sampler', 'recommender']
+    assert {r[1] for r in rows[1:3]} == {'rns', 'dns'}
+    console = [ln for ln in proc.stderr.splitlines() if 'CONSOLE' in ln
+               or 'Uncaught' in ln or 'Failed to load' in ln]
+    assert console == []

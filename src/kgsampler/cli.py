@@ -335,6 +335,38 @@ def recommender_args(target: str, dataset,
     return out
 
 
+def build_loggers(cfg: DictConfig, output_dir: str) -> list:
+    """The per-epoch loggers the :obj:`logger` block of the config switches
+    on: :obj:`history.csv`, :obj:`tensorboard/` (and W&B's files) in the
+    run folder. A logger asked for whose package is missing raises
+    :class:`ImportError` naming it, before anything trains."""
+    from kgsampler.train._loggers import CSVLogger, TensorBoardLogger, \
+        WandbLogger
+    lc = cfg.get('logger') or {}
+    for key in ('csv', 'tensorboard', 'wandb', 'print_config'):
+        v = lc.get(key, False)
+        if not isinstance(v, bool):
+            raise ValueError(f"kgsampler-train: 'logger.{key}' must be true "
+                             f"or false (got {v!r})")
+    loggers = []
+    if lc.get('csv', False):
+        loggers.append(CSVLogger(os.path.join(output_dir, 'history.csv')))
+    if lc.get('tensorboard', False):
+        loggers.append(TensorBoardLogger(os.path.join(output_dir,
+                                                      'tensorboard')))
+    if lc.get('wandb', False):
+        loggers.append(WandbLogger(str(lc.get('wandb_project') or
+                                       'kgsampler'), dir=output_dir))
+    return loggers
+
+
+def _plain_config(cfg: DictConfig) -> Dict[str, Any]:
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # an interpolation that only resolves under Hydra
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
 def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     """Builds everything from :obj:`cfg`, trains, writes
     :obj:`metrics.json` into :obj:`output_dir` and returns its content.
@@ -346,6 +378,9 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     _check_int('num_threads', cfg.num_threads, 0, none_ok=True)
     _check_int('show_paths', cfg.show_paths, 0)
     _extend_sys_path(cfg.get('extra_sys_path'))
+    loggers = build_loggers(cfg, output_dir)  # a missing package: now
+    if (cfg.get('logger') or {}).get('print_config', False):
+        log.info('composed config:\n%s', OmegaConf.to_yaml(cfg).rstrip())
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     seed_everything(cfg.seed)
@@ -416,8 +451,9 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
             trainer = instantiate(cfg.trainer, model=model, sampler=sampler,
                                   dataset=dataset, device=cfg.device,
                                   checkpoint_path=checkpoint,
-                                  state_path=state_path)
-            result = trainer.fit(on_epoch_end=on_epoch_end)
+                                  state_path=state_path, loggers=loggers)
+            result = trainer.fit(on_epoch_end=on_epoch_end,
+                                 config=_plain_config(cfg))
         except TrainingDiverged as e:
             write('diverged', error=str(e), diverged={
                 'epoch': e.epoch, 'batch': e.batch,

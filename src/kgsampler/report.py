@@ -16,16 +16,30 @@ row gives mean, standard deviation and count over seeds and, against
 two-sided paired t-test over the seeds both have (the paper marks
 p < 0.05). The Markdown table is printed and written with a CSV next to it;
 ``--plots`` draws the per-epoch training dynamics and the per-sparsity-group
-test NDCG@20.
+test metric; ``--html PAGE`` writes one self-contained page with the tables
+(and, with ``--plots``, the figures embedded).
+
+The metrics and cut-offs K are those the runs recorded (a sweep with
+``'trainer.ks=[10,50]'`` reports recall@10, recall@50, ...); the validation
+metric shown and used by ``--select`` is each run's own ``trainer.monitor``
+(``monitor`` in ``metrics.json``, else ``.hydra/config.yaml``, else its first
+``ndcg@K``) unless ``--monitor`` names one. A metric that some run of a row
+lacks (or recorded as ``null``) is shown as ``-``, never averaged over the
+runs that have it. ``--plots`` needs matplotlib: without it the command
+prints one line on stderr and exits with status 2 before any table is
+printed or written.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
+import html
 import io
 import json
 import math
 import statistics
+import sys
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,7 +48,60 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from kgsampler.utils._io import atomic_write_bytes, atomic_write_text
 
-METRICS = ('recall@20', 'ndcg@20', 'precision@20', 'hit@20', 'ndcg_kgat@20')
+#: Order of the metric families in the table (others follow by name).
+FAMILIES = ('recall', 'ndcg', 'precision', 'hit', 'ndcg_kgat')
+
+
+def metric_order(name: str) -> Tuple[int, str, float]:
+    """Sort key of a metric name such as :obj:`"ndcg@20"`: its family (in
+    :obj:`FAMILIES` order, then by name), then K."""
+    family, _, k = name.partition('@')
+    try:
+        kk = float(k)
+    except ValueError:
+        kk = float('inf')
+    rank = FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+    return rank, family, kk
+
+
+def discover_metrics(runs: Sequence['Run'], split: str = 'test') -> List[str]:
+    """Every metric any run recorded on :obj:`split` (numbers or
+    :obj:`null`), in :func:`metric_order`."""
+    names = {k for r in runs for k, v in r.metrics.get(split, {}).items()
+             if v is None or (isinstance(v, (int, float))
+                              and not isinstance(v, bool))}
+    return sorted(names, key=metric_order)
+
+
+def _config_monitor(run_dir: Path) -> Optional[str]:
+    """:obj:`trainer.monitor` of the run's :obj:`.hydra/config.yaml`."""
+    path = run_dir / '.hydra' / 'config.yaml'
+    if not path.is_file():
+        return None
+    try:
+        import yaml
+        cfg = yaml.safe_load(path.read_text())
+        monitor = cfg.get('trainer', {}).get('monitor')
+    except Exception:  # an unreadable config: fall back to the metrics
+        return None
+    return monitor if isinstance(monitor, str) else None
+
+
+def run_monitor(metrics: Dict, run_dir: Path) -> Optional[str]:
+    """The validation metric a run was selected on: :obj:`monitor` in its
+    :obj:`metrics.json`, else :obj:`trainer.monitor` in its
+    :obj:`.hydra/config.yaml`, else its first validation :obj:`ndcg@K`
+    (smallest K), else its first validation metric (:obj:`None` when it
+    has none)."""
+    m = metrics.get('monitor')
+    if isinstance(m, str) and m:
+        return m
+    m = _config_monitor(run_dir)
+    if m:
+        return m
+    valid = sorted(metrics.get('valid', {}), key=metric_order)
+    ndcg = [k for k in valid if k.startswith('ndcg@')]
+    return (ndcg or valid or [None])[0]
 
 
 @dataclass
@@ -43,6 +110,7 @@ class Run:
     path: Path
     metrics: Dict
     overrides: Dict[str, str] = field(default_factory=dict)
+    monitor: Optional[str] = None
 
     @property
     def key(self) -> Tuple[str, str, str, Optional[str]]:
@@ -112,7 +180,12 @@ def load_runs(dirs: Sequence[Path],
                     if '=' in item:
                         k, v = item.split('=', 1)
                         over[k.lstrip('+~')] = v
-            runs.append(Run(path, metrics, over))
+            if not isinstance(metrics['valid'], dict) or \
+                    not isinstance(metrics['test'], dict):
+                bad(path, "has 'valid' or 'test' that is not an object")
+                continue
+            runs.append(Run(path, metrics, over,
+                            run_monitor(metrics, path.parent)))
     return runs
 
 
@@ -149,17 +222,37 @@ class Row:
     runs: List[Run]
     p_values: Dict[str, float] = field(default_factory=dict)
     recommender_class: Optional[str] = None
+    monitor: Optional[str] = None
 
     def values(self, split: str, metric: str) -> List[float]:
         return [_num(r.metrics[split].get(metric)) for r in self.runs]
 
 
+def _group_monitor(runs: Sequence[Run], monitor: Optional[str]) -> \
+        Optional[str]:
+    """:obj:`monitor`, else the one most of :obj:`runs` were selected on."""
+    if monitor is not None:
+        return monitor
+    seen = [r.monitor for r in runs if r.monitor is not None]
+    return max(seen, key=seen.count) if seen else None
+
+
 def build_rows(runs: List[Run], select: Sequence[str] = (),
-               monitor: str = 'ndcg@20', baseline: Optional[str] = None,
+               monitor: Optional[str] = None,
+               baseline: Optional[str] = None,
                keep_all: bool = False) -> List[Row]:
     """Groups runs, keeps the best :obj:`select` setting per group on the
     validation :obj:`monitor` (every setting with :obj:`keep_all`), and adds
-    paired p-values against :obj:`baseline` (matched by seed)."""
+    paired p-values against :obj:`baseline` (matched by seed) for every
+    test metric the runs recorded.
+
+    Args:
+        monitor (str, optional): Validation metric for the selection; with
+            :obj:`None`, the one the runs were trained with
+            (:func:`run_monitor`, the most common in a group).
+            (default: :obj:`None`)
+    """
+    metrics = discover_metrics(runs)
     groups: Dict[Tuple, List[Run]] = defaultdict(list)
     for r in runs:
         # keys a run did not override are left out ('defaults': none was)
@@ -169,11 +262,12 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
         groups[r.key + (setting, )].append(r)
     best: Dict[Tuple, Row] = {}
     for (ds, s, rec, rec_cls, setting), rs in groups.items():
-        score = _score(rs, monitor)
+        mon = _group_monitor(rs, monitor)
+        score = _score(rs, mon)
         key = (ds, s, rec, rec_cls) + ((setting, ) if keep_all else ())
         if key not in best or score > best[key][0]:
             best[key] = (score, Row(ds, s, rec, setting, rs,
-                                    recommender_class=rec_cls))
+                                    recommender_class=rec_cls, monitor=mon))
     rows = [row for _, row in best.values()]
     rows.sort(key=lambda r: (r.dataset, r.recommender,
                              r.recommender_class or '', r.sampler, r.setting))
@@ -182,7 +276,7 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
         for r in rows:
             if r.sampler == baseline:
                 k = (r.dataset, r.recommender, r.recommender_class)
-                score = _score(r.runs, monitor)
+                score = _score(r.runs, r.monitor)
                 if k not in base or score > base[k][0]:
                     base[k] = (score, r)
         base = {k: v[1] for k, v in base.items()}
@@ -194,16 +288,18 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
             by_seed = {r.metrics['seed']: r for r in ref.runs}
             pairs = [(r, by_seed[r.metrics['seed']]) for r in row.runs
                      if r.metrics['seed'] in by_seed]
-            for m in METRICS:
-                a = [x.metrics['test'].get(m) for x, _ in pairs]
-                b = [y.metrics['test'].get(m) for _, y in pairs]
-                if None not in a and None not in b and pairs:
+            for m in metrics:
+                a = [_num(x.metrics['test'].get(m)) for x, _ in pairs]
+                b = [_num(y.metrics['test'].get(m)) for _, y in pairs]
+                if pairs and all(map(math.isfinite, a + b)):
                     row.p_values[m] = paired_t_test(a, b)
     return rows
 
 
-def _score(runs: List[Run], monitor: str) -> float:
+def _score(runs: List[Run], monitor: Optional[str]) -> float:
     # a missing or non-finite validation metric never wins the selection
+    if monitor is None:
+        return float('-inf')
     vals = [_num(r.metrics['valid'].get(monitor)) for r in runs]
     vals = [v if math.isfinite(v) else float('-inf') for v in vals]
     return statistics.fmean(vals)
@@ -218,40 +314,55 @@ def _ms(xs: List[float]) -> Tuple[float, float]:
             statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
+def _cell(xs: List[float]) -> Optional[str]:
+    """mean ± std, or :obj:`None` (shown as missing) when a value is
+    missing or non-finite."""
+    if not xs or not all(math.isfinite(x) for x in xs):
+        return None
+    m, sd = _ms(xs)
+    return f'{m:.4f} ± {sd:.4f}'
+
+
 def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
-    """Header and cells of the report (test metrics as mean ± std, with
-    the p-value against the baseline where there is one)."""
+    """Header and cells of the report: the validation monitor of the rows
+    (one column per distinct monitor) and every test metric the rows'
+    runs recorded, as mean ± std (with the p-value against the baseline
+    where there is one); a metric missing in any run of a row is
+    :obj:`-`."""
+    metrics = discover_metrics([r for row in rows for r in row.runs])
+    monitors = sorted({row.monitor for row in rows if row.monitor},
+                      key=metric_order)
     header = ['dataset', 'sampler', 'recommender', 'recommender class',
-              'setting', 'n',
-              'valid ndcg@20'] + [f'test {m}' for m in METRICS] + [
+              'setting', 'n'] + [f'valid {m}' for m in monitors] + [
+                  f'test {m}' for m in metrics] + [
                   'epochs', 's/epoch'] + [k.replace('_', ' ')
                                           for k in STATS]
     cells = []
     for row in rows:
-        mv, sv = _ms(row.values('valid', 'ndcg@20'))
         line = [row.dataset, row.sampler, row.recommender,
                 row.recommender_class or '-', row.setting or '-',
-                str(len(row.runs)), f'{mv:.4f} ± {sv:.4f}']
-        for m in METRICS:
-            vals = row.values('test', m)
-            if any(math.isnan(v) for v in vals):
+                str(len(row.runs))]
+        line += [_cell(row.values('valid', m)) or '-' for m in monitors]
+        for m in metrics:
+            cell = _cell(row.values('test', m))
+            if cell is None:
                 line.append('-')
                 continue
-            mt, st = _ms(vals)
-            cell = f'{mt:.4f} ± {st:.4f}'
             p = row.p_values.get(m)
             if p is not None and not math.isnan(p):
                 cell += f' (p={p:.3f}{"*" if p < 0.05 else ""})'
             line.append(cell)
-        epochs = [r.metrics.get('epochs_run', 0) for r in row.runs]
+        epochs = [_num(r.metrics.get('epochs_run')) for r in row.runs]
+        epochs = [e for e in epochs if math.isfinite(e)]
         secs = [s for r in row.runs for s in r.metrics.get('epoch_seconds',
                                                              [])]
-        line.append(f'{statistics.fmean(epochs):.0f}')
+        line.append(f'{statistics.fmean(epochs):.0f}' if epochs else '-')
         line.append(f'{statistics.median(secs):.2f}' if secs else '-')
         for k in STATS:  # the sampler's own bookkeeping, mean over runs
             vals = [r.metrics.get('sampler_stats', {}).get(k)
                     for r in row.runs]
-            vals = [v for v in vals if v is not None]
+            vals = [v for v in vals if isinstance(v, (int, float))
+                    and math.isfinite(v)]
             line.append(f'{100 * statistics.fmean(vals):.2f}%' if vals
                         else '-')
         cells.append(line)
@@ -278,30 +389,49 @@ def filter_runs(runs: List[Run], where: Sequence[str]) -> List[Run]:
                                    for k, v in conds)]
 
 
-def _sparsity(row: Row) -> Tuple[List[str], List[List[float]]]:
+def sparsity_metric(rows: Sequence[Row]) -> Optional[str]:
+    """The test metric shown per user-sparsity group: the rows' most common
+    monitor when the groups hold it, else the first :obj:`ndcg@K` (else the
+    first metric) they hold; :obj:`None` if no run has groups."""
+    held = {k for row in rows for r in row.runs
+            for g in r.metrics.get('test_by_sparsity') or [] for k in g
+            if '@' in k}
+    if not held:
+        return None
+    mons = [row.monitor for row in rows if row.monitor in held]
+    if mons:
+        return max(mons, key=mons.count)
+    held = sorted(held, key=metric_order)
+    return next((k for k in held if k.startswith('ndcg@')), held[0])
+
+
+def _sparsity(row: Row, metric: str) -> Tuple[List[str], List[List[float]]]:
     """A row's user-sparsity groups: their labels (``min-max`` training
-    interactions) and, per group, the test NDCG@20 of each run (groups that
-    every run has)."""
-    gs = [r.metrics.get('test_by_sparsity', []) for r in row.runs]
+    interactions) and, per group, :obj:`metric` of each run (groups that
+    every run has; NaN where a run lacks the metric)."""
+    gs = [r.metrics.get('test_by_sparsity') or [] for r in row.runs]
     n = min((len(g) for g in gs), default=0)
-    labels = [f"{gs[0][i]['min_interactions']}-"
-              f"{gs[0][i]['max_interactions']}" for i in range(n)]
-    return labels, [[g[i]['ndcg@20'] for g in gs] for i in range(n)]
+    labels = [f"{gs[0][i].get('min_interactions')}-"
+              f"{gs[0][i].get('max_interactions')}" for i in range(n)]
+    return labels, [[_num(g[i].get(metric)) for g in gs] for i in range(n)]
 
 
-def sparsity_table(rows: List[Row]) -> str:
-    """Markdown table of test NDCG@20 per user-sparsity group (columns)
-    for each row (sampler), mean ± std over its runs; empty if no run has
-    :obj:`test_by_sparsity`."""
+def sparsity_table(rows: List[Row], metric: Optional[str] = None) -> str:
+    """Markdown table of test :obj:`metric` (default
+    :func:`sparsity_metric`) per user-sparsity group (columns) for each row
+    (sampler), mean ± std over its runs (:obj:`-` where a run lacks it);
+    empty if no run has :obj:`test_by_sparsity`."""
+    metric = metric or sparsity_metric(rows)
+    if metric is None:
+        return ''
     groups = None
     lines = []
     for row in rows:
-        labels, values = _sparsity(row)
+        labels, values = _sparsity(row, metric)
         if not labels:
             continue
         groups = groups or labels
-        cells = [f'{m:.4f} ± {sd:.4f}'
-                 for m, sd in map(_ms, values[:len(groups)])]
+        cells = [_cell(v) or '-' for v in values[:len(groups)]]
         lines.append(f'| {row.sampler} ({row.recommender}) | '
                      f'{len(row.runs)} | ' + ' | '.join(cells) + ' |')
     if groups is None:
@@ -311,10 +441,23 @@ def sparsity_table(rows: List[Row]) -> str:
     return head + '\n' + '\n'.join(lines)
 
 
+def _require_matplotlib() -> None:
+    """Exits with one line on stderr (status 2) when matplotlib is missing:
+    ``--plots`` is checked before any table is printed or written."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("kgsampler-report: --plots needs matplotlib, which is not "
+              "installed: pip install 'kgsampler[plot]' (or leave out "
+              "--plots)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def plot(rows: List[Row], out_dir: Path) -> List[Path]:
     """Writes :obj:`dynamics.png` (per-epoch gradient magnitude and
     false-negative rate, mean over seeds, one line per sampler) and
-    :obj:`sparsity.png` (test NDCG@20 per user-sparsity group, with the same
+    :obj:`sparsity.png` (the test :func:`sparsity_metric` per user-sparsity
+    group, with the same
     numbers as a Markdown table in :obj:`sparsity_<dataset>.md`) for each
     dataset into :obj:`out_dir`; returns the files written. Needs
     :mod:`matplotlib` (the :obj:`plot` extra)."""
@@ -359,24 +502,26 @@ def plot(rows: List[Row], out_dir: Path) -> List[Path]:
                     xlabel='epoch')
         finish(fig, axes, f'dynamics_{ds}.png')
 
+        metric = sparsity_metric(rs) or 'ndcg@20'
         fig, ax = plt.subplots(figsize=(6, 3.6))
         width = 0.8 / max(len(rs), 1)
         for k, row in enumerate(rs):
-            ticks, values = _sparsity(row)
+            ticks, values = _sparsity(row, metric)
             n = len(ticks)
             if n == 0:
                 continue
+            # a group some run lacks the metric in is drawn as missing (NaN)
             ax.bar([i + k * width for i in range(n)],
                    [statistics.fmean(v) for v in values], width,
                    label=row.sampler)
             ax.set_xticks([i + 0.4 - width / 2 for i in range(n)], ticks)
-        ax.set(title=f'{ds}: test NDCG@20 by training interactions per user',
-               xlabel='user group (training interactions)', ylabel='NDCG@20')
+        ax.set(title=f'{ds}: test {metric} by training interactions per user',
+               xlabel='user group (training interactions)', ylabel=metric)
         finish(fig, [ax], f'sparsity_{ds}.png')
-        table = sparsity_table(rs)
+        table = sparsity_table(rs, metric)
         if table:
             path = out_dir / f'sparsity_{ds}.md'
-            atomic_write_text(path, f'# {ds}: test NDCG@20 per user group '
+            atomic_write_text(path, f'# {ds}: test {metric} per user group '
                               f'(training interactions), mean ± std over '
                               f'seeds\n\n{table}\n')
             written.append(path)
@@ -393,8 +538,9 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
                    'recursively)')
     p.add_argument('--select', nargs='*', default=[],
                    help='overrides (e.g. trainer.lr) chosen on validation')
-    p.add_argument('--monitor', default='ndcg@20',
-                   help='validation metric used by --select')
+    p.add_argument('--monitor', default=None,
+                   help='validation metric shown and used by --select '
+                   '(default: each run\'s trainer.monitor)')
     p.add_argument('--all', action='store_true',
                    help='list every --select setting, not only the chosen')
     p.add_argument('--baseline', default=None,
@@ -409,7 +555,12 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
     p.add_argument('--out', type=Path, default=None,
                    help='write OUT.md and OUT.csv (default: report.md/.csv '
                    'in the first folder)')
+    p.add_argument('--html', type=Path, default=None, metavar='PAGE',
+                   help='also write one self-contained HTML page with the '
+                   'tables (and the figures of --plots, embedded)')
     args = p.parse_args(argv)
+    if args.plots is not None:  # before anything is printed or written
+        _require_matplotlib()
     skipped: List[Tuple[Path, str]] = []
     runs = load_runs(args.dirs, skipped)
     if not runs:
@@ -431,7 +582,8 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
             + (f'; p: paired t-test against {args.baseline} (* p < 0.05)'
                if args.baseline else '')
             + (f'; {", ".join(args.select)} chosen on validation '
-               f'{args.monitor}' if args.select and not args.all else ''))
+               f'{args.monitor or "trainer.monitor"}'
+               if args.select and not args.all else ''))
     if skipped:
         note += (f'\n\nLeft out: {len(skipped)} metrics.json files that are '
                  f'not completed runs or cannot be read:\n' + '\n'.join(
@@ -449,10 +601,70 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
     atomic_write_text(f'{out}.csv', buf.getvalue())
     print(table)
     print(note)
+    figures: List[Path] = []
     if args.plots is not None:
-        for path in plot(rows, args.plots):
+        figures = plot(rows, args.plots)
+        for path in figures:
             print(f'wrote {path}')
+    if args.html is not None:
+        atomic_write_text(args.html, html_page(header, cells, note, rows,
+                                               figures))
+        print(f'wrote {args.html}')
     return table
+
+
+def _html_table(header: Sequence[str], cells: Sequence[Sequence[str]]
+                ) -> str:
+    esc = html.escape
+    out = ['<table>', '<thead><tr>' + ''.join(
+        f'<th>{esc(h)}</th>' for h in header) + '</tr></thead>', '<tbody>']
+    out += ['<tr>' + ''.join(f'<td>{esc(c)}</td>' for c in row) + '</tr>'
+            for row in cells]
+    return '\n'.join(out + ['</tbody>', '</table>'])
+
+
+def _md_cells(table: str) -> Tuple[List[str], List[List[str]]]:
+    lines = [ln.strip().strip('|').split(' | ') for ln in
+             table.strip().splitlines()]
+    return [c.strip() for c in lines[0]], [[c.strip() for c in ln]
+                                           for ln in lines[2:]]
+
+
+def html_page(header: Sequence[str], cells: Sequence[Sequence[str]],
+              note: str, rows: Sequence[Row] = (),
+              figures: Sequence[Path] = ()) -> str:
+    """One self-contained HTML page (no external file, script or style
+    sheet): the report table, the note, per dataset the user-sparsity table
+    and the PNG :obj:`figures` embedded as data URIs."""
+    esc = html.escape
+    body = ['<h1>kgsampler report</h1>', _html_table(header, cells),
+            '<pre class="note">' + esc(note) + '</pre>']
+    for ds in sorted({r.dataset for r in rows}):
+        rs = [r for r in rows if r.dataset == ds]
+        metric = sparsity_metric(rs)
+        table = sparsity_table(rs, metric) if metric else ''
+        pngs = [f for f in figures if f.suffix == '.png'
+                and f.stem.endswith(f'_{ds}')]
+        if not table and not pngs:
+            continue
+        body.append(f'<h2>{esc(ds)}</h2>')
+        if table:
+            body.append(f'<h3>test {esc(metric)} per user group (training '
+                        f'interactions), mean ± std over seeds</h3>')
+            body.append(_html_table(*_md_cells(table)))
+        for f in pngs:
+            data = base64.b64encode(f.read_bytes()).decode('ascii')
+            body.append(f'<figure><img alt="{esc(f.stem)}" src="data:image/'
+                        f'png;base64,{data}"><figcaption>{esc(f.name)}'
+                        f'</figcaption></figure>')
+    style = ('body{font-family:sans-serif;margin:1.5em}'
+             'table{border-collapse:collapse;margin:1em 0;font-size:90%}'
+             'th,td{border:1px solid #bbb;padding:2px 6px;text-align:left}'
+             'th{background:#eee}img{max-width:100%}')
+    return ('<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">'
+            '\n<title>kgsampler report</title>\n<style>' + style +
+            '</style>\n</head>\n<body>\n' + '\n'.join(body) +
+            '\n</body>\n</html>\n')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

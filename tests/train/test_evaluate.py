@@ -77,21 +77,70 @@ def test_matches_dense_reference(seed, ks, batch_size):
 
 
 def test_on_device(device):
-    """Scores and positives on :obj:`device`: the same metrics as on CPU."""
+    """Scores and positives on :obj:`device`: the metrics of the dense
+    loop-per-user reference."""
     g = torch.Generator().manual_seed(0)
     U, I = 23, 31
     scores = torch.randn(U, I, generator=g)
     train = torch.rand(U, I, generator=g) < 0.2
     test = (torch.rand(U, I, generator=g) < 0.15) & ~train
-    ref = evaluate(lambda u: scores[u], csr(test), [csr(train)], ks=[5, 20],
-                   batch_size=7, kgat_ndcg=True)
+    seen = []
+
+    def score_fn(u):
+        seen.append(u.device)
+        return dev_scores[u]
+
     dev_scores = scores.to(device)
-    res = evaluate(lambda u: dev_scores[u], csr(test).to(device),
-                   [csr(train).to(device)], ks=[5, 20], batch_size=7,
+    res = evaluate(score_fn, csr(test).to(device), [csr(train).to(device)],
+                   ks=[5, 20], batch_size=7, kgat_ndcg=True, per_user=True)
+    assert seen and all(d == dev_scores.device for d in seen)
+    assert res['users'].device == dev_scores.device
+    assert all(v.device == dev_scores.device
+               for v in res['per_user'].values())
+    assert res['num_users'] == int(test.any(1).sum())
+    for k in (5, 20):
+        ref = reference(scores, test, [train], k)
+        for m in ('recall', 'precision', 'hit', 'ndcg', 'ndcg_kgat'):
+            assert res[f'{m}@{k}'] == pytest.approx(ref[f'{m}@{k}'],
+                                                    abs=1e-6)
+
+
+def test_metrics_of_a_perfect_and_a_worst_ranking():
+    r"""Four users, six items, each user's test items ranked first
+    (perfect) or last (worst); user 3 has no test item (not counted)::
+
+              item 0 1 2 3 4 5
+        user 0      t t . . . .
+        user 1      . . t . . .
+        user 2      t t t t . .
+    """
+    test = torch.zeros(4, 6, dtype=torch.bool)
+    test[0, [0, 1]] = test[1, 2] = True
+    test[2, :4] = True
+    perfect = test.float()
+    res = evaluate(lambda u: perfect[u], csr(test), ks=[1, 2, 3],
                    kgat_ndcg=True)
-    assert res.keys() == ref.keys()
-    for key in ref:
-        assert res[key] == pytest.approx(ref[key], abs=1e-6)
+    assert res['num_users'] == 3
+    for k in (1, 2, 3):
+        assert res[f'hit@{k}'] == 1.0
+        assert res[f'ndcg@{k}'] == pytest.approx(1.0)
+        assert res[f'ndcg_kgat@{k}'] == pytest.approx(1.0)
+    # recall@2: 2/2, 1/1, 2/4; precision@2: 2/2, 1/2, 2/2
+    assert res['recall@2'] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert res['precision@2'] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert res['precision@3'] == pytest.approx((2 / 3 + 1 / 3 + 1) / 3)
+    worst = -test.float()
+    res = evaluate(lambda u: worst[u], csr(test), ks=[2, 3], kgat_ndcg=True)
+    # no test item in anyone's top 2; in the top 3 only user 2's (4 of its
+    # 6 items are test items), at rank 3
+    for m in ('recall', 'precision', 'hit', 'ndcg', 'ndcg_kgat'):
+        assert res[f'{m}@2'] == 0.0
+    assert res['hit@3'] == pytest.approx(1 / 3)
+    assert res['recall@3'] == pytest.approx(0.25 / 3)
+    assert res['precision@3'] == pytest.approx(1 / 9)
+    idcg = 1 + 1 / math.log2(3) + 1 / math.log2(4)
+    assert res['ndcg@3'] == pytest.approx(0.5 / idcg / 3)
+    assert res['ndcg_kgat@3'] == pytest.approx(0.5 / 3)
 
 
 def test_per_user_output():
@@ -121,3 +170,61 @@ def test_errors():
         evaluate(zeros, test, [csr(torch.eye(2).bool())])
     with pytest.raises(ValueError, match=r"must return shape \[3, 3\]"):
         evaluate(lambda u: torch.zeros(u.numel(), 2), test)
+
+
+# ------------------------------------------ PyG's LinkPred metrics agree
+def pyg_metrics(scores, gt, exclude, ks):
+    r"""recall/precision/hit/NDCG@K from :mod:`torch_geometric.metrics`
+    over the users with a ground-truth item, after masking :obj:`exclude`
+    (dense [U, I] bool) the way :func:`evaluate` does."""
+    lp = pytest.importorskip('torch_geometric.metrics',
+                             reason='torch_geometric.metrics is missing')
+    classes = {'recall': lp.LinkPredRecall, 'precision': lp.LinkPredPrecision,
+               'hit': lp.LinkPredHitRatio, 'ndcg': lp.LinkPredNDCG}
+    coll = lp.LinkPredMetricCollection({f'{m}@{k}': cls(k) for m, cls in
+                                        classes.items() for k in ks})
+    users = gt.any(1).nonzero().view(-1)
+    s = scores[users].masked_fill(exclude[users], -math.inf)
+    top = s.topk(max(ks), dim=-1).indices
+    coll.update(top, gt[users].nonzero().t())
+    return {k: float(v) for k, v in coll.compute().items()}
+
+
+def test_pyg_linkpred_metrics_agree_on_a_hand_drawn_case():
+    r"""Three users, six items; scores rank items 0 > 1 > ... > 5 for
+    everyone; user 0's training item 0 is masked::
+
+        user 0: train {0}, test {1, 4}   ranking 1 2 3 4 5 -> hits at 1, 4
+        user 1: train {},  test {5}      ranking 0 1 2 3 4 5 -> hit at 6
+        user 2: no test item (not evaluated)
+    """
+    scores = torch.arange(6, 0, -1).float().repeat(3, 1)
+    gt = torch.zeros(3, 6, dtype=torch.bool)
+    gt[0, [1, 4]] = True
+    gt[1, 5] = True
+    train = torch.zeros(3, 6, dtype=torch.bool)
+    train[0, 0] = True
+    ours = evaluate(lambda u: scores[u], csr(gt), [csr(train)], ks=[1, 4])
+    theirs = pyg_metrics(scores, gt, train, [1, 4])
+    for key, v in theirs.items():
+        assert ours[key] == pytest.approx(v, abs=1e-6), key
+    # by hand: recall@4 = (2/2 + 0) / 2, ndcg@1 = (1 + 0) / 2
+    assert ours['recall@4'] == pytest.approx(0.5)
+    assert ours['ndcg@1'] == pytest.approx(0.5)
+    d = 1 / math.log2(2) + 1 / math.log2(5)
+    assert ours['ndcg@4'] == pytest.approx(d / (1 + 1 / math.log2(3)) / 2)
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize('ks', [[20], [1, 5, 10]])
+def test_pyg_linkpred_metrics_agree_on_random_data(seed, ks):
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randn(40, 30, generator=g)
+    train = torch.rand(40, 30, generator=g) < 0.2
+    gt = (torch.rand(40, 30, generator=g) < 0.15) & ~train
+    ours = evaluate(lambda u: scores[u], csr(gt), [csr(train)], ks=ks,
+                    batch_size=7)
+    theirs = pyg_metrics(scores, gt, train, ks)
+    assert set(theirs) <= set(ours)
+    for key, v in theirs.items():
+        assert ours[key] == pytest.approx(v, abs=1e-6), key

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
+from kgsampler.utils._device import resolve_device
 from kgsampler.utils._membership import Membership
 
 
@@ -487,7 +488,11 @@ class Sampler(ABC):
         return out
 
     def to(self, device) -> 'Sampler':
-        """Moves the sampler's tables to :obj:`device`."""
+        """Moves the sampler's tables to :obj:`device` (a
+        :class:`torch.device`, :obj:`"cpu"`, :obj:`"cuda[:N]"` or
+        :obj:`"auto"`; a clear :class:`ValueError` otherwise, and for CUDA
+        where there is none)."""
+        device = resolve_device(f'{self.__class__.__name__}.to', device)
         self.train_pos = self.train_pos.to(device)
         self.is_pos.to(device)
         self._deg = self._deg.to(device)

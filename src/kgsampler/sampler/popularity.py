@@ -37,6 +37,7 @@ class PNS(Sampler):
 
     def to(self, device) -> 'PNS':
         super().to(device)
+        device = self.train_pos.device  # resolved ("auto")
         self.cdf = self.cdf.to(device)
         return self
 

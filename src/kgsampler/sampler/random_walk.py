@@ -121,6 +121,7 @@ class RandomWalk(Sampler):
 
     def to(self, device) -> 'RandomWalk':
         super().to(device)
+        device = self.train_pos.device  # resolved ("auto")
         for name in ('_ptr1', '_col1', '_ptr2', '_col2', '_counts'):
             setattr(self, name, getattr(self, name).to(device))
         return self

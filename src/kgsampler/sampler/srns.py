@@ -300,6 +300,7 @@ class SRNS(Sampler):
 
     def to(self, device) -> 'SRNS':
         super().to(device)
+        device = self.train_pos.device  # resolved ("auto")
         self._keys = self._keys.to(device)
         for name in ('pool', 'memory'):
             t = getattr(self, name)

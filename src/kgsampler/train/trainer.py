@@ -303,6 +303,16 @@ class Trainer:
             run saved there instead of starting afresh; the run then ends
             with exactly the metrics of an uninterrupted run (same seed,
             CPU). (default: :obj:`False`)
+        loggers (sequence of EpochLogger, optional): Per-epoch loggers
+            (:class:`~kgsampler.train._loggers.CSVLogger`,
+            :class:`~kgsampler.train._loggers.TensorBoardLogger`,
+            :class:`~kgsampler.train._loggers.WandbLogger`, or any object
+            with their methods): :meth:`fit` calls :obj:`start(config)`
+            (:obj:`restore(history)` when resuming), :obj:`log_epoch(row)`
+            after every epoch with its history row, :obj:`log_summary`
+            once with the selected epoch and the test metrics, and
+            :obj:`close()` at the end, also after an error.
+            (default: :obj:`()`)
 
     A non-finite recommender loss, sampler loss, reward, log-probability,
     auxiliary loss or recommender parameter stops training with
@@ -331,7 +341,20 @@ class Trainer:
                  sampler_warmup: int = 0, track_test: bool = False,
                  time_budget: Optional[float] = None,
                  state_path: Optional[str] = None, checkpoint_every: int = 1,
-                 resume: bool = False):
+                 resume: bool = False, loggers: Sequence[Any] = ()):
+        if isinstance(loggers, (str, bytes)) or not isinstance(
+                loggers, Sequence):
+            raise TypeError(f"Trainer: 'loggers' must be a list of loggers "
+                            f"(got {loggers!r})")
+        for lg in loggers:
+            missing = [m for m in ('start', 'restore', 'log_epoch',
+                                   'log_summary', 'close')
+                       if not callable(getattr(lg, m, None))]
+            if missing:
+                raise TypeError(f"Trainer: every entry of 'loggers' needs "
+                                f"the methods {missing} (see "
+                                f"kgsampler.train._loggers.EpochLogger) "
+                                f"(got {lg!r})")
         for name, v in (('batch_size', batch_size), ('max_epochs', max_epochs),
                         ('eval_every', eval_every), ('num_neg', num_neg),
                         ('eval_batch_size', eval_batch_size),
@@ -450,6 +473,7 @@ class Trainer:
             bool(resume)
         if self.resume:
             _check_resumable(sampler)
+        self.loggers = list(loggers)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
                                           weight_decay=weight_decay)
         self._first_loss: Optional[Tensor] = None
@@ -670,7 +694,7 @@ class Trainer:
         return {'false_negative_rate': fn / max(n, 1)}
 
     def fit(self, on_epoch_end: Optional[Callable[[Dict[str, Any]], None]]
-            = None) -> TrainResult:
+            = None, config: Optional[Dict[str, Any]] = None) -> TrainResult:
         """Trains with early stopping and returns a :class:`TrainResult`.
 
         With :obj:`state_path`, the whole training state is saved there
@@ -685,11 +709,20 @@ class Trainer:
                 :obj:`{"epoch", "history", "epoch_seconds", "best_epoch",
                 "valid"}` (e.g. to rewrite :obj:`metrics.json`).
                 (default: :obj:`None`)
+            config (dict, optional): The run's configuration, handed to
+                every logger's :obj:`start`. (default: :obj:`None`)
 
         Raises:
             TrainingDiverged: See :meth:`train_epoch`; :obj:`history` of the
                 exception holds the epochs completed before.
         """
+        try:
+            return self._fit(on_epoch_end, config)
+        finally:
+            for lg in self.loggers:
+                lg.close()
+
+    def _fit(self, on_epoch_end, config) -> TrainResult:
         has_valid = self.valid_pos.nnz > 0
         st = dict(epoch=0, best_score=-float('inf'), best_epoch=0,
                   best_state=None, best_valid={}, best_diag={},
@@ -701,12 +734,19 @@ class Trainer:
             resumed = True
             log.info('resumed from %s after epoch %d', self.state_path,
                      st['epoch'])
+            for lg in self.loggers:
+                lg.restore(st['history'])
+        else:
+            for lg in self.loggers:
+                lg.start(config)
         start = time.perf_counter() - st['elapsed']
         if not resumed:
             warm = self.warmup_sampler()
             if warm:
                 st['history'].append({'epoch': 0, **{
                     f'sampler_{k}': v for k, v in warm.items()}})
+                for lg in self.loggers:
+                    lg.log_epoch(st['history'][-1])
                 log.info('sampler warm-up: ' + _fmt(warm))
         epoch = st['epoch']
         while st['stopped_by'] is None and epoch < self.max_epochs:
@@ -752,6 +792,8 @@ class Trainer:
                     st['bad_evals'] += 1
             st['history'].append(logs)
             st['epoch'] = epoch
+            for lg in self.loggers:
+                lg.log_epoch(logs)
             log.info(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else
                               f'{k}={v}' for k, v in logs.items()))
             if has_valid and st['bad_evals'] >= self.patience:
@@ -795,6 +837,9 @@ class Trainer:
             stats['updates_before_best_epoch'] = best_diag['num_updates']
             stats.update({f'best_epoch_{k}': v for k, v in best_diag.items()
                           if k != 'num_updates'})
+        for lg in self.loggers:
+            lg.log_summary({'best_epoch': best_epoch, 'epochs_run': epoch,
+                            **{f'test_{k}': v for k, v in test.items()}})
         check = getattr(self.sampler, 'policy_warnings', None)
         if callable(check):
             for msg in check(best_diag):
