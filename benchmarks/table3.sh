@@ -11,7 +11,7 @@ set -euo pipefail
 name=$1
 source "$(dirname "$0")/_kgpolicy_settings.sh"
 export KGSAMPLER_CACHE=multirun/table3/cache
-out=multirun/table3/$name
+out=${OUT:-multirun/table3/$name}
 budget=${BUDGET:-900}
 case $name in
   lastfm) opt="trainer.lr=5e-3 trainer.weight_decay=1e-5" ;;

@@ -36,11 +36,13 @@ def test_train_writes_metrics(tmp_path, sampler):
         cwd=tmp_path)
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert list(metrics) == ['dataset', 'sampler', 'recommender',
-                             'recommender_class', 'seed', 'status',
+                             'recommender_class', 'seed', 'monitor',
+                             'status',
                              'best_epoch', 'epochs_run', 'stopped_by',
                              'epoch_seconds', 'valid', 'test',
                              'sampler_stats', 'history', 'test_by_sparsity']
     assert metrics['status'] == 'completed'
+    assert metrics['monitor'] == 'ndcg@20'
     assert (tmp_path / 'run' / 'last.pt').is_file()  # the resume state
     assert metrics['dataset'] == 'synthetic'
     assert metrics['sampler'] == sampler and metrics['recommender'] == 'mf'

@@ -418,6 +418,8 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         'recommender_class': f'{type(model).__module__}.'
                              f'{type(model).__qualname__}',
         'seed': int(cfg.seed),
+        # the validation metric the epoch was chosen on (read by the report)
+        'monitor': str(cfg.trainer.monitor),
     }
     metrics_path = os.path.join(output_dir, 'metrics.json')
     progress: Dict[str, Any] = {}
