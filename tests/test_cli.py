@@ -95,6 +95,8 @@ def test_kgat_folder_and_bad_path(tmp_path):
     ('show_paths_users=5', "'show_paths_users' must be a list of user ids"),
     ('seed=abc', "'seed' must be an int >= 0 (got 'abc')"),
     ('num_threads=-2', "'num_threads' must be an int >= 0 or null"),
+    ('device=gpu', "kgsampler-train: 'device' must be 'cpu', 'cuda', "
+     "'cuda:N' or 'auto' (got 'gpu')"),
 ])
 def test_bad_overrides_fail_before_the_warm_start(tmp_path, override, match):
     proc = subprocess.run(

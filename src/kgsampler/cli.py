@@ -51,6 +51,7 @@ from hydra.utils import get_method, instantiate, to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric import seed_everything
 
+from kgsampler.utils._device import resolve_device
 from kgsampler.utils._io import atomic_json_dump, atomic_torch_save
 
 log = logging.getLogger('kgsampler.cli')
@@ -126,16 +127,14 @@ def pretrain_key(cfg: DictConfig, dataset, model=None) -> Dict[str, Any]:
     import kgsampler
     trainer = {k: v for k, v in _pretrain_trainer_cfg(cfg).items()
                if k not in COSMETIC_TRAINER_KEYS}
-    device = str(cfg.device)
-    if device == 'auto':
-        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = resolve_device('kgsampler-train', cfg.device)
     return {
         'dataset': dataset_digest(dataset),
         'recommender': OmegaConf.to_container(cfg.recommender, resolve=True),
         'trainer': trainer,
         'epochs': int(cfg.pretrain.epochs),
         'seed': int(cfg.seed),
-        'device': torch.device(device).type,
+        'device': device.type,
         'version': getattr(kgsampler, '__version__', 'unknown'),
         'code': _code_digest(model) if model is not None else None,
     }
@@ -376,6 +375,7 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     see right after it, so results do not depend on that order."""
     _check_int('seed', cfg.seed, 0)
     _check_int('num_threads', cfg.num_threads, 0, none_ok=True)
+    resolve_device('kgsampler-train', cfg.device)  # before anything is built
     _check_int('show_paths', cfg.show_paths, 0)
     _extend_sys_path(cfg.get('extra_sys_path'))
     loggers = build_loggers(cfg, output_dir)  # a missing package: now

@@ -19,6 +19,7 @@ from kgsampler.data.csr import UserItemCSR
 from kgsampler.recommender.base import Recommender
 from kgsampler.sampler.base import Sampler
 from kgsampler.train.evaluate import evaluate
+from kgsampler.utils._device import resolve_device
 from kgsampler.utils._io import atomic_torch_save
 
 log = logging.getLogger(__name__)
@@ -434,18 +435,7 @@ class Trainer:
                 raise ValueError(f"Trainer: the {who} was built for "
                                  f"{size[0]} users and {size[1]} items, the "
                                  f"dataset has {U} and {I}")
-        if device == 'auto':
-            device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as e:
-            raise ValueError(f"Trainer: 'device' must be 'cpu', 'cuda', "
-                             f"'cuda:N' or 'auto' (got {device!r})") from e
-        if device.type == 'cuda' and not torch.cuda.is_available():
-            raise ValueError(f"Trainer: device={str(device)!r} but CUDA is "
-                             f"not available here; use 'cpu' or 'auto'")
-        if device == 'auto':
-            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        device = resolve_device('Trainer', device)
         self.device = device
         self.model = model.to(self.device)
         self.sampler = sampler.to(self.device)
