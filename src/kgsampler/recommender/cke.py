@@ -12,16 +12,12 @@ from torch import Tensor
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.recommender.transr import TransR
 from kgsampler.recommender.base import Recommender, bpr_l2
+from kgsampler.utils._checks import positive_int as _positive_int
 
 #: Redraws of a corrupted tail that hits a true triple (then it is kept).
 _NEG_TRIES = 4
 
 
-def _positive_int(cls: str, name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{cls}: '{name}' must be a positive int "
-                         f"(got {v!r})")
-    return int(v)
 
 
 def _non_negative(cls: str, name: str, v: Any, positive: bool = False):

@@ -14,14 +14,11 @@ from torch_geometric.utils import softmax
 
 from kgsampler.recommender._kgat_conv import AGGREGATORS, KGATConv
 from kgsampler.recommender.base import Recommender, bpr_l2
+from kgsampler.utils._checks import positive_int as _positive_int
 
 __all__ = ['KGAT']
 
 
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"KGAT: '{name}' must be a positive int (got {v!r})")
-    return int(v)
 
 
 def _non_negative(name: str, v: Any) -> float:
@@ -156,8 +153,8 @@ class KGAT(Recommender):
         if not isinstance(dataset, KGRecDataset):
             raise TypeError(f"KGAT: 'dataset' must be a KGRecDataset "
                             f"(got {type(dataset).__name__})")
-        self.embedding_dim = _positive_int('embedding_dim', embedding_dim)
-        self.kge_dim = _positive_int('kge_dim', kge_dim)
+        self.embedding_dim = _positive_int('KGAT', 'embedding_dim', embedding_dim)
+        self.kge_dim = _positive_int('KGAT', 'kge_dim', kge_dim)
         if isinstance(layer_sizes, (str, bytes)) or not isinstance(
                 layer_sizes, Sequence) or len(layer_sizes) == 0 or any(
                 isinstance(s, bool) or not isinstance(s, numbers.Integral)
@@ -174,7 +171,7 @@ class KGAT(Recommender):
                                                 len(self.layer_sizes))
         self.reg = _non_negative('reg', reg)
         self.kg_reg = _non_negative('kg_reg', kg_reg)
-        self.kg_batch_size = _positive_int('kg_batch_size', kg_batch_size)
+        self.kg_batch_size = _positive_int('KGAT', 'kg_batch_size', kg_batch_size)
         if kg_steps is not None and (
                 isinstance(kg_steps, bool)
                 or not isinstance(kg_steps, numbers.Integral) or kg_steps < 0):

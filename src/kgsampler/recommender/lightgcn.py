@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -15,6 +15,7 @@ from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.recommender.base import Recommender, bpr_l2
+from kgsampler.utils._checks import positive_int as _positive_int
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -42,11 +43,6 @@ class _SymmetricLGConv(LGConv):
         return _SymmetricSpMM.apply(adj_t, x)
 
 
-def _positive_int(cls: str, name: str, v: Any, low: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        what = 'a positive int' if low == 1 else f'an int >= {low}'
-        raise ValueError(f"{cls}: '{name}' must be {what} (got {v!r})")
-    return int(v)
 
 
 class LightGCN(Recommender):

@@ -13,13 +13,9 @@ from torch_geometric.nn import MLP
 from torch_geometric.utils import scatter
 
 from kgsampler.recommender.base import Recommender
+from kgsampler.utils._checks import positive_int as _positive_int
 
 
-def _positive_int(cls: str, name: str, v: Any, low: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        what = 'a positive int' if low == 1 else f'an int >= {low}'
-        raise ValueError(f"{cls}: '{name}' must be {what} (got {v!r})")
-    return int(v)
 
 
 def _check_kg_dataset(cls: str, dataset: Any) -> None:

@@ -11,14 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kgsampler.recommender.base import Recommender
+from kgsampler.utils._checks import positive_int as _positive_int
 
 ITEM_UPDATES = ('replace', 'plus', 'replace_transform', 'plus_transform')
 
 
-def _positive_int(cls: str, name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{cls}: '{name}' must be a positive int (got {v!r})")
-    return int(v)
 
 
 def _non_negative(cls: str, name: str, v: Any) -> float:

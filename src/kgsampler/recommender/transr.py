@@ -2,8 +2,7 @@
 KGEModel` interface, as used by CKE's structural-knowledge part."""
 from __future__ import annotations
 
-import numbers
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -14,12 +13,9 @@ from torch_geometric.nn import HeteroLinear
 from torch_geometric.nn.kge import KGEModel
 from torch_geometric.utils import index_sort
 
+from kgsampler.utils._checks import positive_int as _positive_int
 
-def _positive_int(cls: str, name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-        raise ValueError(f"{cls}: '{name}' must be a positive int "
-                         f"(got {v!r})")
-    return int(v)
+
 
 
 class TransR(KGEModel):

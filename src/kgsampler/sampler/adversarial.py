@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.utils._device import resolve_device
+from kgsampler.utils._device import resolve_module_to_args
 from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
                                     check_update_batch, optimizer_follow)
 
@@ -123,12 +123,8 @@ class Adversarial(Sampler, torch.nn.Module):
         r"""Moves the generator (as :meth:`torch.nn.Module.to`) and the
         sampler's tables (as :meth:`Sampler.to`); so do :meth:`cuda`,
         :meth:`double` and every other :meth:`torch.nn.Module._apply`."""
-        if args and not isinstance(args[0], (torch.dtype, torch.Tensor)):
-            args = (resolve_device(f'{self.__class__.__name__}.to',
-                                   args[0]), ) + args[1:]
-        elif isinstance(kwargs.get('device'), (str, torch.device)):
-            kwargs['device'] = resolve_device(
-                f'{self.__class__.__name__}.to', kwargs['device'])
+        args, kwargs = resolve_module_to_args(
+            f'{self.__class__.__name__}.to', args, kwargs)
         torch.nn.Module.to(self, *args, **kwargs)
         return self
 

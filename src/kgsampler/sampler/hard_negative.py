@@ -18,13 +18,9 @@ from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
 from kgsampler.sampler.base import Sampler, SamplerOutput, Scorer
+from kgsampler.utils._checks import positive_int as check_positive_int
 
 
-def check_positive_int(cls: str, name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{cls}: '{name}' must be a positive int "
-                         f"(got {value!r})")
-    return value
 
 
 def check_finite(cls: str, name: str, value, positive: bool = False,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.utils._device import resolve_device
+from kgsampler.utils._device import resolve_module_to_args
 from kgsampler.sampler import _kgpolicy_graph as kg_graph
 from kgsampler.sampler import _kgpolicy_attention as kg_attention
 from kgsampler.sampler import _kgpolicy_gradient as kg_gradient
@@ -567,12 +567,8 @@ class KGPolicy(Sampler, torch.nn.Module):
         sampler's tables (as :meth:`Sampler.to`); so do :meth:`cuda`,
         :meth:`cpu`, :meth:`double` and every other
         :meth:`torch.nn.Module._apply`."""
-        if args and not isinstance(args[0], (torch.dtype, torch.Tensor)):
-            args = (resolve_device(f'{self.__class__.__name__}.to',
-                                   args[0]), ) + args[1:]
-        elif isinstance(kwargs.get('device'), (str, torch.device)):
-            kwargs['device'] = resolve_device(
-                f'{self.__class__.__name__}.to', kwargs['device'])
+        args, kwargs = resolve_module_to_args(
+            f'{self.__class__.__name__}.to', args, kwargs)
         torch.nn.Module.to(self, *args, **kwargs)
         return self
 

@@ -2,7 +2,7 @@
 device is accepted (Trainer, Sampler.to, the CLI)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict, Tuple
 
 import torch
 
@@ -22,3 +22,15 @@ def resolve_device(who: str, device: Any) -> torch.device:
         raise ValueError(f"{who}: device={str(dev)!r} but CUDA is not "
                          f"available here; use 'cpu' or 'auto'")
     return dev
+
+
+def resolve_module_to_args(who: str, args: Tuple, kwargs: Dict
+                           ) -> Tuple[Tuple, Dict]:
+    r"""The arguments of :meth:`torch.nn.Module.to` with their device (the
+    first positional argument unless it is a dtype or a tensor, or
+    :obj:`device=`) checked and resolved by :func:`resolve_device`."""
+    if args and not isinstance(args[0], (torch.dtype, torch.Tensor)):
+        args = (resolve_device(who, args[0]), ) + tuple(args[1:])
+    elif isinstance(kwargs.get('device'), (str, torch.device)):
+        kwargs = {**kwargs, 'device': resolve_device(who, kwargs['device'])}
+    return args, kwargs
