@@ -6,6 +6,8 @@ epoch of each in turn, so that machine noise hits all alike).
     python benchmarks/bench_kgpolicy.py --threads 1 --no-extensions
     python benchmarks/bench_kgpolicy.py --threads 1 --refresh-interval 16 \\
         --pg-fraction 1 0.25
+    python benchmarks/bench_kgpolicy.py --threads 1 --refresh-interval 64 \\
+        --compile both      # eager and torch.compile'd kernels, interleaved
 
 Prints the thread count, whether torch-scatter / torch-sparse are installed
 (and used), the sampler throughput (negatives/s, sampling only), the epoch
@@ -68,6 +70,11 @@ def main():
     p.add_argument('--no-extensions', action='store_true',
                    help="force the pure PyTorch/PyG back ends (softmax "
                    "'pyg', aggregation 'csr')")
+    p.add_argument('--compile', choices=['off', 'on', 'both'], default='off',
+                   help="KGPolicy's compile option: off (default), on, or "
+                   "both (each KGPolicy config eager and compiled; the "
+                   "compilation falls in the throughput warm-up and the "
+                   "first epoch)")
     p.add_argument('--threads', type=int, default=None)
     args = p.parse_args()
     if args.threads:
@@ -86,21 +93,28 @@ def main():
     configs = [('RNS', lambda: RNS(dataset.train_pos)),
                ('DNS', lambda: DNS(dataset.train_pos))]
     kgp = []
-    for f in args.pg_fraction:
-        for k in [None] + list(args.refresh_interval):
-            kw = dict(steps=args.steps, softmax_backend=args.softmax_backend,
-                      aggr_backend=args.aggr_backend)
-            if k is not None:
-                kw['refresh_interval'] = k
-            if f is not None:
-                kw['pg_fraction'] = f
-            name = 'KGPolicy(' + ('default' if k is None and f is None else
-                                  ', '.join(f'{a}={b}' for a, b in kw.items()
-                                            if a in ('refresh_interval',
-                                                     'pg_fraction'))) + ')'
-            kgp.append(name)
-            configs.append((name, lambda kw=kw: KGPolicy.from_dataset(
-                dataset, **kw)))
+    compiles = {'off': [False], 'on': [True], 'both': [False, True]}[
+        args.compile]
+    for f, k, c in [(f, k, c) for f in args.pg_fraction
+                    for k in [None] + list(args.refresh_interval)
+                    for c in compiles]:
+        kw = dict(steps=args.steps, softmax_backend=args.softmax_backend,
+                  aggr_backend=args.aggr_backend)
+        if k is not None:
+            kw['refresh_interval'] = k
+        if f is not None:
+            kw['pg_fraction'] = f
+        if c:
+            kw['compile'] = True
+        name = 'KGPolicy(' + ('default' if k is None and f is None and
+                              not c else
+                              ', '.join(f'{a}={b}' for a, b in kw.items()
+                                        if a in ('refresh_interval',
+                                                 'pg_fraction',
+                                                 'compile'))) + ')'
+        kgp.append(name)
+        configs.append((name, lambda kw=kw: KGPolicy.from_dataset(
+            dataset, **kw)))
 
     trainers, tput, extra = {}, {}, {}
     for name, make in configs:
@@ -109,7 +123,9 @@ def main():
         sampler = make()
         build = time.perf_counter() - t0
         if isinstance(sampler, KGPolicy):
+            t0 = time.perf_counter()
             tput[name] = throughput(dataset, sampler, args)
+            build = (build, time.perf_counter() - t0)
             sampler.reset_stats()
             extra[name] = (build, sampler)
         torch.manual_seed(0)
@@ -129,10 +145,13 @@ def main():
     for name in kgp:
         build, s = extra[name]
         st = s.summary_stats()
+        compiled = s._kernels is not None and s._kernels.compiled
         print(f'{name}: softmax={s.softmax_backend}, aggregation='
               f'{s.encoder.aggr_backend}, refresh_interval='
-              f'{s.refresh_interval}, pg_fraction={s.pg_fraction}; build '
-              f'{build:.2f} s, sampler throughput {tput[name]:,.0f} '
+              f'{s.refresh_interval}, pg_fraction={s.pg_fraction}, '
+              f'compiled={compiled}; build {build[0]:.2f} s, throughput '
+              f'probe (with the first compilation) {build[1]:.1f} s, '
+              f'sampler throughput {tput[name]:,.0f} '
               f'negatives/s, epoch {best[name]:.2f} s (all: '
               f'{", ".join(f"{t:.2f}" for t in times[name])}), '
               f'KGPolicy/DNS = {best[name] / best["DNS"]:.2f}, '

@@ -6,7 +6,11 @@ KGPolicy also without the torch-scatter / torch-sparse fast paths
 candidate rows instead of the scatter softmax (``kgpolicy-dense``, same
 probabilities), and batch by batch (``kgpolicy-stepwise``, ``walk_ahead=1``:
 each batch's walks drawn and its policy gradient accumulated on its own,
-instead of 16 batches at a time; the same distribution).
+instead of 16 batches at a time; the same distribution), and with the
+walk's and the policy gradient's element-wise chains compiled by
+:func:`torch.compile` (``kgpolicy-compile``, ``kgpolicy-r64-compile``; the
+compilation happens in the warm-up epoch, whose time the notes give as
+``warm-up``).
 
     python benchmarks/bench_speed.py                       # ml-1m, amazon-book
     python benchmarks/bench_speed.py --datasets ml-1m --epochs 2
@@ -35,7 +39,8 @@ from _common import dataset_dir, header
 
 SAMPLERS = ['rns', 'pns', 'dns', 'adversarial', 'randomwalk', 'kgpolicy',
             'kgpolicy-noext', 'kgpolicy-dense', 'kgpolicy-stepwise',
-            'kgpolicy-r64', 'kgpolicy-r1', 'kgpolicy-released']
+            'kgpolicy-r64', 'kgpolicy-r1', 'kgpolicy-released',
+            'kgpolicy-compile', 'kgpolicy-r64-compile']
 
 #: KGPolicy's variants: the update schedules (a policy step every 64 batches,
 #: the old default, or every batch, instead of every 8) and the released
@@ -46,6 +51,8 @@ KGPOLICY = {
     'kgpolicy-dense': {'softmax_backend': 'dense'},
     'kgpolicy-stepwise': {'walk_ahead': 1},
     'kgpolicy-r64': {'refresh_interval': 64},
+    'kgpolicy-compile': {'compile': True},
+    'kgpolicy-r64-compile': {'refresh_interval': 64, 'compile': True},
     'kgpolicy-r1': {'refresh_interval': 1},
     'kgpolicy-released': {'selection': 'recommender_max', 'pool_size': 32,
                           'n2': 64, 'num_random': 64, 'refresh_interval': 1,
@@ -93,7 +100,10 @@ def worker(args) -> None:
         sampler = KGPolicy.from_dataset(ds, **KGPOLICY[name])
     trainer = Trainer(model, sampler, ds, batch_size=1024, progress=False,
                       track_dynamics=False, device=device)
+    t0 = time.perf_counter()
     trainer.train_epoch(1)  # warm-up (KGPolicy: first representations)
+    sync(device)
+    warm = time.perf_counter() - t0
     times = []
     for e in range(args.epochs):
         sync(device)
@@ -124,7 +134,10 @@ def worker(args) -> None:
                  'aggregation': sampler.encoder.aggr_backend,
                  'walk_ahead': sampler.walk_ahead,
                  'refresh_interval': sampler.refresh_interval,
-                 'selection': sampler.selection}
+                 'selection': sampler.selection,
+                 'compile': bool(sampler._kernels and
+                                 sampler._kernels.compiled),
+                 'warm': warm}
     if device.type == 'cuda':
         extra['gpu_mb'] = torch.cuda.max_memory_allocated(device) / 2**20
     print(json.dumps({'epoch': min(times), 'throughput': tput,
@@ -177,6 +190,8 @@ def main():
                      f'refresh_interval={r["refresh_interval"]}, '
                      f'selection={r["selection"]}'
                      if 'softmax' in r else '')
+            if r.get('compile'):
+                notes += f', compiled, warm-up {r["warm"]:.1f}s'
             if 'gpu_mb' in r:
                 notes = f'peak GPU {r["gpu_mb"]:.0f}MB ' + notes
             print(f'{d:12s} {s:18s} {r["epoch"]:8.2f} {ratio} '

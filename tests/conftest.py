@@ -75,6 +75,34 @@ def _with_scorer(module, name, **defaults):
     return build
 
 
+def _dens(dataset, scorer=None, **kwargs):
+    """DENS, skipped with a recommender that has no user and item vectors
+    whose inner product is its score (it raises a TypeError there, tested in
+    tests/sampler/test_dens.py)."""
+    from kgsampler.sampler.dens import DENS
+    scorer = _scorer(dataset, scorer)
+    if not DENS.supports(scorer):
+        pytest.skip(f'DENS needs user/item vectors; '
+                    f'{type(scorer).__name__} has none')
+    return DENS.from_dataset(dataset, scorer=scorer, num_candidates=4,
+                             warmup=1, **kwargs)
+
+
+def _mixgcf(dataset, scorer=None, **kwargs):
+    """MixGCF over a tiny LightGCN (it needs ``layer_embeddings()``) unless
+    a recommender is given; skipped with one that has none (it raises a
+    TypeError there, tested in tests/test_matrix.py)."""
+    from kgsampler.recommender.lightgcn import LightGCN
+    from kgsampler.sampler.mixgcf import MixGCF
+    if scorer is None:
+        scorer = LightGCN.from_dataset(dataset, embedding_dim=4, num_layers=2)
+    if not MixGCF.supports(scorer):
+        pytest.skip(f'MixGCF needs layer_embeddings(); '
+                    f'{type(scorer).__name__} has none')
+    return MixGCF.from_dataset(dataset, scorer=scorer, num_candidates=4,
+                               **kwargs)
+
+
 #: Every sampler of the package, as ``name -> build(dataset, scorer=None,
 #: **kwargs)`` (small settings; :obj:`kwargs` go to the constructor, e.g.
 #: :obj:`membership`). KGPolicy once per selection rule.
@@ -86,6 +114,10 @@ SAMPLERS: Dict[str, Callable] = {
     'DNS': _with_scorer('kgsampler.sampler.dns', 'DNS', num_candidates=4),
     'Adversarial': _with_scorer('kgsampler.sampler.adversarial',
                                 'Adversarial', embedding_dim=4),
+    'AdvIR': _with_scorer('kgsampler.sampler.advir', 'AdvIR',
+                          embedding_dim=4),
+    'NMRN': _with_scorer('kgsampler.sampler.nmrn', 'NMRN', embedding_dim=4,
+                         memory_size=2),
     'RandomWalk': _plain('kgsampler.sampler.random_walk', 'RandomWalk'),
     'DNSMN': _with_scorer('kgsampler.sampler.hard_negative', 'DNSMN',
                           num_candidates=4),
@@ -94,6 +126,8 @@ SAMPLERS: Dict[str, Callable] = {
     'AHNS': _with_scorer('kgsampler.sampler.ahns', 'AHNS', num_candidates=4),
     'SRNS': _with_scorer('kgsampler.sampler.srns', 'SRNS', memory_size=3,
                          num_refresh=4, pool_size=6, warmup=1),
+    'DENS': _dens,
+    'MixGCF': _mixgcf,
     'KGPolicy-sample': _kgpolicy('sample'),
     'KGPolicy-recommender_max': _kgpolicy('recommender_max'),
 }

@@ -37,12 +37,12 @@ def test_train_writes_metrics(tmp_path, sampler):
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert list(metrics) == ['dataset', 'sampler', 'recommender',
                              'recommender_class', 'seed', 'monitor',
-                             'status',
+                             'world_size', 'status',
                              'best_epoch', 'epochs_run', 'stopped_by',
                              'epoch_seconds', 'valid', 'test',
                              'sampler_stats', 'history', 'test_by_sparsity']
     assert metrics['status'] == 'completed'
-    assert metrics['monitor'] == 'ndcg@20'
+    assert metrics['monitor'] == 'ndcg@20' and metrics['world_size'] == 1
     assert (tmp_path / 'run' / 'last.pt').is_file()  # the resume state
     assert metrics['dataset'] == 'synthetic'
     assert metrics['sampler'] == sampler and metrics['recommender'] == 'mf'
@@ -150,7 +150,7 @@ def test_help_says_what_the_tool_does(tmp_path):
     out = proc.stdout
     assert out.startswith('kgsampler-train: trains a recommender with a '
                           'negative sampler')
-    for group in ('recommender: cke, kgat, lightgcn, mf, nfm, ripplenet',
-                  'sampler: adversarial, ahns, dns', 'dataset: amazon-book'):
+    for group in ('recommender: apr, cke, kgat, lightgcn, mf, nfm, ripplenet',
+                  'sampler: adversarial, advir, ahns, dens, dns', 'dataset: amazon-book'):
         assert group in out
     assert 'kgsampler-report' in out and 'docs/usage.md' in out

@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
-from kgsampler import (CKE, KGAT, MF, NFM, LightGCN, RippleNet, Trainer,
-                       make_synthetic)
+from kgsampler import APR
+from kgsampler import (CKE, KGAT, MF, NFM, LightGCN, MixGCF, RippleNet,
+                       Trainer, make_synthetic)
 from kgsampler.recommender import Recommender
 
 RECOMMENDERS = {
     'MF': lambda ds: MF(ds.num_users, ds.num_items, embedding_dim=8),
+    'APR': lambda ds: APR(ds.num_users, ds.num_items, embedding_dim=8),
     'LightGCN': lambda ds: LightGCN.from_dataset(ds, embedding_dim=8,
                                                  num_layers=2),
     'CKE': lambda ds: CKE(ds, embedding_dim=8, kg_embedding_dim=8),
@@ -21,6 +23,9 @@ RECOMMENDERS = {
     'NFM': lambda ds: NFM(ds, embedding_dim=8, hidden_dims=(8, )),
     'RippleNet': lambda ds: RippleNet(ds, embedding_dim=8, num_memory=4),
 }
+
+#: The recommenders with ``layer_embeddings()`` (what MixGCF needs).
+LAYERED = {'LightGCN'}
 
 
 @pytest.fixture(scope='module')
@@ -57,6 +62,13 @@ class Guard:
 def test_one_epoch(ds, rec_name, sampler_name, make_sampler):
     torch.manual_seed(0)
     model = RECOMMENDERS[rec_name](ds)
+    if sampler_name == 'MixGCF' and rec_name not in LAYERED:
+        # MixGCF mixes per-layer embeddings: the others get a clear error
+        with pytest.raises(TypeError, match=rf'MixGCF: the recommender '
+                           rf'{type(model).__name__} has no '
+                           rf'layer_embeddings\(\)'):
+            MixGCF.from_dataset(ds, scorer=model)
+        return
     sampler = make_sampler(ds, scorer=model)
     guard = Guard(sampler, ds.train_pos.to_dense().bool())
     res = Trainer(model, sampler, ds, batch_size=32, max_epochs=1,

@@ -9,9 +9,14 @@ Typical use inside your own training loop::
     neg = sampler.sample(users, pos_items, num_neg=1).neg_items  # [B, 1]
 """
 from kgsampler.data import (KGRecDataset, UserItemCSR, build_hetero_data,
-                            make_synthetic)
+                            make_large_synthetic, make_synthetic)
+from kgsampler.recommender import APR
 from kgsampler.recommender import (CKE, KGAT, MF, NFM, LightGCN, Recommender,
                                    RippleNet, TransR)
+from kgsampler.sampler import NMRN, AdvIR
+from kgsampler.sampler import DENS
+from kgsampler.sampler import MixGCF
+from kgsampler.recommender.base import LayerEmbeddings
 from kgsampler.sampler import (AHNS, DNS, DNSMN, PNS, RNS, SRNS, Adversarial,
                                EmbeddingScorer, KGPolicy, RandomWalk, Sampler,
                                SamplerOutput, Scorer, SoftmaxNS, format_paths)
@@ -24,6 +29,7 @@ __all__ = [
     'UserItemCSR',
     'build_hetero_data',
     'make_synthetic',
+    'make_large_synthetic',
     'Sampler',
     'SamplerOutput',
     'Scorer',
@@ -35,12 +41,18 @@ __all__ = [
     'SoftmaxNS',
     'AHNS',
     'SRNS',
+    'DENS',
+    'MixGCF',
     'Adversarial',
+    'AdvIR',
+    'NMRN',
     'RandomWalk',
     'KGPolicy',
     'format_paths',
     'Recommender',
+    'LayerEmbeddings',
     'MF',
+    'APR',
     'LightGCN',
     'CKE',
     'TransR',

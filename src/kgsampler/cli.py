@@ -137,6 +137,9 @@ def pretrain_key(cfg: DictConfig, dataset, model=None) -> Dict[str, Any]:
         'device': device.type,
         'version': getattr(kgsampler, '__version__', 'unknown'),
         'code': _code_digest(model) if model is not None else None,
+        # a warm start trained on several ranks (only then: the keys of
+        # single-process runs are unchanged)
+        **({'world_size': _world_size()} if _world_size() > 1 else {}),
     }
 
 
@@ -187,9 +190,121 @@ def _save_cache(cache: Path, key: str, model) -> None:
         log.info('cached the warm start in %s', cache)
 
 
-def _pretrain(cfg: DictConfig, dataset, model) -> None:
-    """Loads or trains the recommender's warm start (uniform negatives)."""
+def _cache_file(cfg: DictConfig, key: str) -> Path:
+    """The warm start's cache file, ``<pretrain.cache_dir>/pretrain-<key>.pt``
+    (:obj:`key` from :func:`_pretrain_key`)."""
+    return Path(cfg.pretrain.cache_dir).expanduser() / f'pretrain-{key}.pt'
+
+
+#: Seconds between two tries to take a warm start's lock, and between two
+#: "still waiting" messages.
+_LOCK_POLL_S = 0.2
+_LOCK_REPORT_S = 60.0
+
+
+class _CacheLock:
+    """An exclusive lock around "look into the cache, pretrain, write" of
+    one warm start: :func:`fcntl.flock` on ``pretrain-<key>.pt.lock`` next to
+    the cache file. Runs that share :obj:`pretrain.cache_dir` and start at
+    once (a parallel sweep) pretrain a warm start once; the others wait,
+    then load it. The kernel drops the lock when its holder exits, killed or
+    not, so a lock file left behind never blocks; the file (holding the
+    holder's process id) stays in place, as deleting it would let two runs
+    lock two different files. Where :mod:`fcntl` is missing (Windows) or
+    the file system refuses locks (some network mounts), the run goes on
+    unlocked: runs started together may then each pretrain, and the atomic
+    write still keeps every reader from a partial file."""
+
+    def __init__(self, cache: Path):
+        self.path = cache.with_name(cache.name + '.lock')
+        self.fd = None
+
+    def _holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or '?'
+        except OSError:
+            return '?'
+
+    def __enter__(self) -> '_CacheLock':
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            log.info('no fcntl here: the warm-start cache is used unlocked')
+            return self
+        import time
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            log.warning("could not open the warm-start lock '%s' (%s); going "
+                        "on unlocked", self.path, e.strerror or e)
+            return self
+        start = reported = None
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # another run holds it
+                    now = time.monotonic()
+                    if start is None:
+                        start = reported = now
+                        log.info("waiting for the warm start that process %s "
+                                 "is pretraining (lock '%s')", self._holder(),
+                                 self.path)
+                    elif now - reported >= _LOCK_REPORT_S:
+                        reported = now
+                        log.info('still waiting for the warm-start lock '
+                                 "'%s' (%.0f s, held by process %s)",
+                                 self.path, now - start, self._holder())
+                    time.sleep(_LOCK_POLL_S)
+        except OSError as e:  # ENOLCK, EOPNOTSUPP: no locks on this mount
+            os.close(fd)
+            log.warning("could not lock '%s' (%s); going on unlocked",
+                        self.path, e.strerror or e)
+            return self
+        except BaseException:  # SIGTERM / Ctrl-C while waiting
+            os.close(fd)
+            raise
+        self.fd = fd
+        if start is not None:
+            log.info('took the warm-start lock after %.1f s',
+                     time.monotonic() - start)
+        try:  # who holds it, for the messages of those who wait
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+        except OSError:
+            pass
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass
+            os.close(self.fd)  # releases the lock
+            self.fd = None
+        return False
+
+
+def _pretrain_rns(cfg: DictConfig, dataset, model) -> None:
+    """Trains the warm start: the recommender with uniform negatives."""
     from kgsampler.sampler import RNS
+    log.info('pretraining the recommender with RNS for up to %d epochs',
+             cfg.pretrain.epochs)
+    trainer = instantiate(_pretrain_trainer_cfg(cfg), model=model,
+                          sampler=RNS(dataset.train_pos), dataset=dataset,
+                          device=cfg.device)
+    res = trainer.fit()
+    log.info('pretraining: best epoch %d, valid ndcg@20 %.4f', res.best_epoch,
+             res.valid.get('ndcg@20', float('nan')))
+    model.cpu()
+
+
+def _pretrain(cfg: DictConfig, dataset, model) -> None:
+    """Loads or trains the recommender's warm start (uniform negatives);
+    with :obj:`pretrain.cache`, under the warm start's :class:`_CacheLock`."""
     if cfg.pretrain.checkpoint:
         path = Path(cfg.pretrain.checkpoint).expanduser()
         if not path.is_file():
@@ -207,25 +322,46 @@ def _pretrain(cfg: DictConfig, dataset, model) -> None:
         return
     if cfg.pretrain.epochs <= 0:
         return
-    cache = key = None
-    if cfg.pretrain.cache:
-        key = _pretrain_key(cfg, dataset, model)
-        cache = Path(cfg.pretrain.cache_dir).expanduser() / \
-            f'pretrain-{key}.pt'
+    if not cfg.pretrain.cache:
+        _pretrain_rns(cfg, dataset, model)
+        return
+    key = _pretrain_key(cfg, dataset, model)
+    cache = _cache_file(cfg, key)
+    from kgsampler.train._distributed import get_context
+    ctx = get_context()
+    if ctx.world_size > 1:
+        _pretrain_ranks(cfg, dataset, model, key, cache, ctx)
+        return
+    # one run pretrains, the others sharing the cache wait and load its file
+    with _CacheLock(cache):
         if cache.is_file() and _load_cache(cache, key, model):
             log.info('loaded cached pretrained recommender %s', cache)
             return
-    log.info('pretraining the recommender with RNS for up to %d epochs',
-             cfg.pretrain.epochs)
-    trainer = instantiate(_pretrain_trainer_cfg(cfg), model=model,
-                          sampler=RNS(dataset.train_pos), dataset=dataset,
-                          device=cfg.device)
-    res = trainer.fit()
-    log.info('pretraining: best epoch %d, valid ndcg@20 %.4f', res.best_epoch,
-             res.valid.get('ndcg@20', float('nan')))
-    model.cpu()
-    if cache is not None:
+        _pretrain_rns(cfg, dataset, model)
         _save_cache(cache, key, model)
+
+
+def _pretrain_ranks(cfg: DictConfig, dataset, model, key: str, cache: Path,
+                    ctx) -> None:
+    """The cached warm start under ``torchrun``: the ranks pretrain
+    together (their collectives must not wait on a file lock), so only
+    rank 0 takes the lock, looks into the cache and tells every rank what it
+    found; on a hit rank 0 loads the file (the Trainer then broadcasts rank
+    0's parameters), on a miss every rank pretrains and rank 0 writes it.
+    While rank 0 waits for another run's lock, the other ranks wait in that
+    broadcast (up to the process group's timeout)."""
+    import contextlib
+
+    from kgsampler.train._distributed import broadcast_object
+    with _CacheLock(cache) if ctx.is_main else contextlib.nullcontext():
+        hit = bool(ctx.is_main and cache.is_file() and
+                   _load_cache(cache, key, model))
+        if broadcast_object(hit):
+            log.info('loaded cached pretrained recommender %s', cache)
+            return
+        _pretrain_rns(cfg, dataset, model)
+        if ctx.is_main:
+            _save_cache(cache, key, model)
 
 
 def _rng_state():
@@ -359,6 +495,60 @@ def build_loggers(cfg: DictConfig, output_dir: str) -> list:
     return loggers
 
 
+def _world_size() -> int:
+    from kgsampler.train._distributed import get_context
+    return get_context().world_size
+
+
+def _init_distributed(cfg: DictConfig):
+    """Joins the process group that ``torchrun`` describes in the
+    environment (``WORLD_SIZE`` > 1; ``docs/distributed.md``): gloo on the
+    CPU, nccl with one GPU a rank (``device`` becomes ``cuda:LOCAL_RANK``).
+    Returns the :class:`~kgsampler.train._distributed.DistributedContext`."""
+    from kgsampler.train._distributed import init_from_env
+    ctx = init_from_env(resolve_device('kgsampler-train', cfg.device))
+    if ctx.world_size == 1:
+        return ctx
+    from hydra.types import RunMode
+    try:
+        mode = HydraConfig.get().mode
+    except ValueError:  # not running under Hydra
+        mode = None
+    if mode == RunMode.MULTIRUN:
+        raise ValueError(f"kgsampler-train: a sweep (-m) is not supported "
+                         f"under torchrun (got world_size={ctx.world_size}"
+                         f"); launch one torchrun per run")
+    if bool(cfg.trainer.get('resume', False)):
+        raise ValueError(f"kgsampler-train: trainer.resume=true is not "
+                         f"supported under torchrun (got world_size="
+                         f"{ctx.world_size}); run without resume")
+    if resolve_device('kgsampler-train', cfg.device).type == 'cuda':
+        cfg.device = f'cuda:{ctx.local_rank}'
+    return ctx
+
+
+def _shared_output_dir(ctx, output_dir: str) -> str:
+    """Rank 0's run folder on every rank; another rank's own folder (from
+    a time stamp a second later) is removed when it is empty."""
+    if ctx.world_size == 1:
+        return output_dir
+    from kgsampler.train._distributed import broadcast_object
+    main_dir = broadcast_object(os.path.abspath(output_dir))
+    if os.path.abspath(output_dir) != main_dir:
+        try:
+            os.rmdir(output_dir)
+        except OSError:  # not empty, or already gone
+            pass
+    return main_dir
+
+
+def _rank_stream(cfg: DictConfig, ctx) -> None:
+    """Under torchrun, gives each rank its own random streams (torch,
+    numpy, random), seeded with :obj:`seed + rank`."""
+    if ctx.world_size > 1:
+        seed_everything(int(cfg.seed) + ctx.rank)
+
+
 def _plain_config(cfg: DictConfig) -> Dict[str, Any]:
     try:
         return OmegaConf.to_container(cfg, resolve=True)
@@ -377,8 +567,12 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
     _check_int('num_threads', cfg.num_threads, 0, none_ok=True)
     resolve_device('kgsampler-train', cfg.device)  # before anything is built
     _check_int('show_paths', cfg.show_paths, 0)
+    ctx = _init_distributed(cfg)
+    output_dir = _shared_output_dir(ctx, output_dir)
     _extend_sys_path(cfg.get('extra_sys_path'))
     loggers = build_loggers(cfg, output_dir)  # a missing package: now
+    if not ctx.is_main:  # only rank 0 writes
+        loggers = []
     if (cfg.get('logger') or {}).get('print_config', False):
         log.info('composed config:\n%s', OmegaConf.to_yaml(cfg).rstrip())
     if cfg.num_threads:
@@ -420,12 +614,16 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         'seed': int(cfg.seed),
         # the validation metric the epoch was chosen on (read by the report)
         'monitor': str(cfg.trainer.monitor),
+        # processes that trained together (torchrun ranks; 1: one process)
+        'world_size': ctx.world_size,
     }
     metrics_path = os.path.join(output_dir, 'metrics.json')
     progress: Dict[str, Any] = {}
 
     def write(status: str, **extra) -> Dict[str, Any]:
         out = {**head, 'status': status, **extra}
+        if not ctx.is_main:
+            return out
         bad = atomic_json_dump(out, metrics_path)
         if bad:  # null in the file, and said so
             out['non_finite'] = bad
@@ -448,8 +646,10 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
                 log.info('resuming from %s (no warm start)', state_path)
             else:
                 _set_rng_state(before)
+                _rank_stream(cfg, ctx)
                 _pretrain(cfg, dataset, model)
             _set_rng_state(after)
+            _rank_stream(cfg, ctx)
             trainer = instantiate(cfg.trainer, model=model, sampler=sampler,
                                   dataset=dataset, device=cfg.device,
                                   checkpoint_path=checkpoint,
@@ -494,8 +694,9 @@ def run(cfg: DictConfig, output_dir: str) -> Dict[str, Any]:
         # test metrics per user group by number of training interactions
         test_by_sparsity=result.test_by_sparsity,
     )
-    log.info('wrote %s', metrics_path)
-    if cfg.show_paths > 0:
+    if ctx.is_main:
+        log.info('wrote %s', metrics_path)
+    if cfg.show_paths > 0 and ctx.is_main:
         print('\n'.join(explain(dataset, sampler, cfg.show_paths_users,
                                 cfg.show_paths)))
     return metrics
@@ -556,9 +757,32 @@ def _choices() -> Dict[str, str]:
 
 
 @hydra.main(config_path='conf', config_name='train', version_base='1.3')
-def main(cfg: DictConfig) -> None:
-    """Entry point of ``kgsampler-train``."""
+def _hydra_main(cfg: DictConfig) -> None:
     run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+#: Overrides a rank other than 0 of a torchrun run adds to its command
+#: line: no ``.hydra/`` folder and no log file in the run folder (rank 0
+#: writes them), only warnings and errors on the console.
+_OTHER_RANK_OVERRIDES = ('hydra.output_subdir=null',
+                         'hydra/job_logging=disabled',
+                         'hydra/hydra_logging=disabled')
+
+
+def main() -> None:
+    """Entry point of ``kgsampler-train`` (also under ``torchrun``: see
+    ``docs/distributed.md``)."""
+    from kgsampler.train._distributed import env_world_size
+    world = env_world_size()
+    if world > 1 and os.environ.get('RANK', '0') != '0':
+        sys.argv += [o for o in _OTHER_RANK_OVERRIDES if o not in sys.argv]
+    try:
+        _hydra_main()
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
 
 
 if __name__ == '__main__':

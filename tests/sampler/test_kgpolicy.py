@@ -1077,3 +1077,164 @@ def test_encoder_gradient_matches_autograd_end_to_end(selection, normalize):
     assert len(seen) == 1
     for got, want in zip(seen[0], expect):
         assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
+
+
+# -------------------------------------------- fused and compiled kernels
+from kgsampler.sampler import _kgpolicy_compile as kg_compile  # noqa: E402
+
+NO_COMPILE = kg_compile.compile_unavailable()
+#: 'eager': the fused kernels run eagerly; 'compiled': through
+#: torch.compile (skipped where it cannot run).
+KERNELS = ['eager', pytest.param('compiled', marks=pytest.mark.skipif(
+    NO_COMPILE is not None, reason=f'torch.compile: {NO_COMPILE}'))]
+
+
+def with_kernels(s, kind):
+    """Gives the sampler the fused kernels (as compile=True does)."""
+    s._kernels = kg_compile.Kernels(kind == 'compiled')
+    return s
+
+
+@pytest.mark.parametrize('kind', KERNELS)
+@pytest.mark.parametrize('greedy', [False, True])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_fused_hop_matches_the_operators(kind, greedy, seed):
+    """hop_sample against masked_softmax, choose, gather_log_prob and
+    entropy_ratio on rows with 0, 1 and several valid candidates (the same
+    uniform numbers)."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(9, 5, generator=g) * 3
+    valid = torch.rand(9, 5, generator=g) < 0.6
+    valid[0] = False  # no candidate
+    valid[1] = torch.tensor([False, False, True, False, False])  # one
+    valid[2] = True
+    k = kg_compile.Kernels(kind == 'compiled')
+    torch.manual_seed(seed)
+    p_ref = kg_attention.masked_softmax(logits, valid, 'pyg')
+    i_ref = kg_attention.choose(p_ref, greedy=greedy)
+    torch.manual_seed(seed)
+    u = None if greedy else torch.rand(9, 1)
+    p, i, lp, ent = k.hop_sample(logits, valid, u)
+    assert torch.allclose(p, p_ref, atol=1e-6)
+    assert torch.equal(i, i_ref)
+    assert i[0] == -1 and i[1] == 2 and lp[0] == 0 and lp[1] == 0
+    assert torch.allclose(lp, kg_attention.gather_log_prob(p_ref, i_ref),
+                          atol=1e-5)
+    assert torch.allclose(ent, kg_attention.entropy_ratio(p_ref, valid),
+                          atol=1e-5)
+    assert k.compiled == (kind == 'compiled')  # no fallback happened
+
+
+def test_fused_hop_can_fail():
+    """The comparison above fails for a wrong kernel (a shifted draw)."""
+    logits, valid = torch.zeros(64, 4), torch.ones(64, 4, dtype=torch.bool)
+    torch.manual_seed(0)
+    u = torch.rand(64, 1)
+    _, i, _, _ = kg_compile.hop_sample(logits, valid, u)
+    _, j, _, _ = kg_compile.hop_sample(logits, valid, 1 - u)
+    assert not torch.equal(i, j)
+
+
+@pytest.mark.parametrize('kind', KERNELS)
+@pytest.mark.parametrize('selection', ['sample', 'recommender_max'])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_fused_walk_and_update_match_eager(kind, selection, seed):
+    """Same seed, same walks: the fused (or compiled) sampler draws the
+    negatives, proposals and paths of the operator-by-operator one, with
+    the same log-probabilities, and its policy steps (closed-form gradient
+    through the fused kernels) leave the same parameters."""
+    ds = random_dataset(seed)
+    runs = []
+    for fused in (False, True):
+        s, _ = build(ds, seed=seed, refresh_interval=2, pg_fraction=1.0,
+                     selection=selection, num_random=seed % 3)
+        if fused:
+            with_kernels(s, kind)
+        torch.manual_seed(10 + seed)
+        users = ds.train_pos.row_ids()[:32]
+        pos = ds.train_pos.indices[:32]
+        outs = []
+        for _ in range(4):
+            out = s.sample(users, pos, 2)
+            s.update(users, pos, out)
+            outs.append(out)
+        runs.append((s, outs))
+    (a, outs_a), (b, outs_b) = runs
+    for x, y in zip(outs_a, outs_b):
+        assert torch.equal(x.neg_items, y.neg_items)
+        assert torch.equal(x.paths, y.paths)
+        assert torch.equal(x.fallback, y.fallback)
+        assert torch.allclose(x.step_log_prob, y.step_log_prob, atol=1e-5)
+        assert torch.allclose(x.rollout.prob2, y.rollout.prob2, atol=1e-6)
+    assert a.stats['num_updates'] == b.stats['num_updates'] == 2
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert torch.allclose(a.baseline, b.baseline)
+    assert b._kernels.compiled == (kind == 'compiled')
+
+
+@pytest.mark.parametrize('kind', KERNELS)
+@pytest.mark.parametrize('seed', range(4))
+def test_fused_walk_never_a_training_positive(kind, seed):
+    ds = random_dataset(seed)
+    s, _ = build(ds, seed=seed, steps=1 + seed % 3, num_random=seed % 3)
+    with_kernels(s, kind)
+    dense = ds.train_pos.to_dense()
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(3):
+        users = torch.randint(ds.num_users, (64, ), generator=g)
+        pos = torch.randint(ds.num_items, (64, ), generator=g)
+        out = s.sample(users, pos, 2)
+        assert not dense[users.view(-1, 1), out.neg_items].any()
+        assert not dense[users.view(-1, 1, 1), out.proposals].any()
+        s.update(users, pos, out)
+    assert s._kernels.compiled == (kind == 'compiled')
+
+
+def test_compile_option_and_fallback(tiny, monkeypatch):
+    s, _ = build(tiny)
+    assert s._kernels is None and s.compile_mode is False
+    # where torch.compile cannot run: a warning for True, eager either way
+    monkeypatch.setattr(kg_compile, 'compile_unavailable',
+                        lambda: 'no C++ compiler (test)')
+    with pytest.warns(RuntimeWarning, match='compile=True but no C\\+\\+ '
+                      'compiler'):
+        s, _ = build(tiny, compile=True)
+    assert s._kernels is None
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        s, _ = build(tiny, compile='auto')
+    assert s._kernels is None
+    # where it can: the kernels are compiled (lazily, at their first call)
+    monkeypatch.setattr(kg_compile, 'compile_unavailable', lambda: None)
+    s, _ = build(tiny, compile='auto')
+    assert s._kernels is not None and s._kernels.compiled
+
+
+def test_compile_failure_at_run_time_falls_back(tiny, monkeypatch):
+    """A compilation that fails when first called: one warning, then the
+    eager kernels, and the same walks as an eager sampler."""
+    def broken(name, fn):
+        def run(*args):
+            raise RuntimeError('inductor exploded\nsecond line')
+        return run
+    monkeypatch.setattr(kg_compile, '_compiled', broken)
+    monkeypatch.setattr(kg_compile, 'compile_unavailable', lambda: None)
+    s, _ = build(tiny, compile=True)
+    ref, _ = build(tiny)
+    users, pos = torch.tensor([0, 1, 2]), torch.tensor([0, 2, 3])
+    torch.manual_seed(5)
+    with pytest.warns(RuntimeWarning, match='torch.compile failed '
+                      '\\(RuntimeError: inductor exploded\\); running'):
+        out = s.sample(users, pos, 2)
+    assert not s._kernels.compiled
+    torch.manual_seed(5)
+    assert torch.equal(out.neg_items, ref.sample(users, pos, 2).neg_items)
+
+
+@pytest.mark.parametrize('value', ['yes', 1, None])
+def test_compile_argument_errors(tiny, value):
+    with pytest.raises(ValueError, match="KGPolicy: 'compile' must be True, "
+                       "False or 'auto' \\(got"):
+        build(tiny, compile=value)

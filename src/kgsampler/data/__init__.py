@@ -7,7 +7,7 @@ from kgsampler.data.split import PerUserSplit, split_per_user
 from kgsampler.data.graph import (HomogeneousKG, build_hetero_data,
                                   to_homogeneous_kg)
 from kgsampler.data.dataset import KGRecDataset
-from kgsampler.data.synthetic import make_synthetic
+from kgsampler.data.synthetic import make_large_synthetic, make_synthetic
 from kgsampler.data.datasets import (AmazonBook, KGATDataset, LastFM,
                                      MovieLens1M, Yelp2018)
 from kgsampler.data.recbole import read_recbole
@@ -26,6 +26,7 @@ __all__ = [
     'HomogeneousKG',
     'to_homogeneous_kg',
     'make_synthetic',
+    'make_large_synthetic',
     'KGATDataset',
     'AmazonBook',
     'LastFM',

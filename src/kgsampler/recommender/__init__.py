@@ -5,8 +5,9 @@ from kgsampler.recommender.cke import CKE
 from kgsampler.recommender.kgat import KGAT
 from kgsampler.recommender.lightgcn import LightGCN
 from kgsampler.recommender.mf import MF
+from kgsampler.recommender.apr import APR
 from kgsampler.recommender.nfm import NFM
 from kgsampler.recommender.ripplenet import RippleNet
 
-__all__ = ['Recommender', 'MF', 'LightGCN', 'CKE', 'TransR', 'KGAT', 'NFM',
-           'RippleNet']
+__all__ = ['Recommender', 'MF', 'APR', 'LightGCN', 'CKE', 'TransR', 'KGAT',
+           'NFM', 'RippleNet']

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -31,6 +32,70 @@ def bpr_l2(u: Tensor, p: Tensor, n: Tensor, u0: Tensor, p0: Tensor,
     return bpr + reg * l2
 
 
+@dataclass
+class LayerEmbeddings:
+    r"""Per-layer embeddings of a layered (GNN) recommender, what its
+    optional :meth:`layer_embeddings` capability returns: layer 0 is the
+    ego (input) embedding, layer :math:`l` the output of the :math:`l`-th
+    propagation, and the recommender's representation of a node is the
+    weighted sum :math:`\mathbf{e} = \sum_l w_l \mathbf{e}^{(l)}`
+    (:meth:`pool`; LightGCN: :math:`w_l = \alpha_l`, the mean by default).
+
+    Args:
+        user (torch.Tensor): Every user's per-layer embeddings.
+        item (torch.Tensor): Every item's per-layer embeddings.
+        weight (torch.Tensor): Layer weights :math:`w_l` of the pooling.
+
+    Shapes:
+        - **user:** :math:`(U, L + 1, D)`
+        - **item:** :math:`(I, L + 1, D)`
+        - **weight:** :math:`(L + 1)`
+    """
+    user: Tensor
+    item: Tensor
+    weight: Tensor
+
+    @property
+    def num_layers(self) -> int:
+        r"""The number of propagation layers :math:`L`."""
+        return self.weight.numel() - 1
+
+    def pool(self, x: Tensor) -> Tensor:
+        r"""The recommender's pooling of per-layer embeddings,
+        :math:`\sum_l w_l \mathbf{x}^{(l)}`.
+
+        Args:
+            x (torch.Tensor): Per-layer embeddings.
+
+        Shapes:
+            - **x:** :math:`(*, L + 1, D)`
+            - **output:** :math:`(*, D)`
+        """
+        return (x * self.weight.to(x.dtype).unsqueeze(-1)).sum(-2)
+
+    def score(self, users: Tensor, emb: Tensor) -> Tensor:
+        r"""Scores :math:`\mathbf{e}_u^{\top} \mathbf{e}_n` of each user's
+        pooled embedding with the pooled per-layer embeddings :obj:`emb`
+        (e.g. synthetic negatives, :attr:`SamplerOutput.neg_embeddings`).
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            emb (torch.Tensor): :math:`K` per-layer embeddings per user.
+
+        Shapes:
+            - **users:** :math:`(B)`
+            - **emb:** :math:`(B, K, L + 1, D)`
+            - **output:** :math:`(B, K)`
+        """
+        u = self.pool(self.user[users])  # [B, D]
+        return (self.pool(emb) @ u.unsqueeze(-1)).squeeze(-1)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(num_users={self.user.size(0)}, '
+                f'num_items={self.item.size(0)}, '
+                f'num_layers={self.num_layers}, dim={self.user.size(-1)})')
+
+
 class Recommender(torch.nn.Module, ABC):
     r"""Base class of recommenders trained by :class:`~kgsampler.Trainer`.
 
@@ -50,6 +115,24 @@ class Recommender(torch.nn.Module, ABC):
     * :meth:`auxiliary_losses` -- extra objectives trained in their own
       phase after each epoch (e.g. KGAT's TransR loss); none by default.
       An objective trained jointly (e.g. CKE's) belongs in :meth:`loss`.
+
+    Optional capabilities, discovered (not defined here, so that
+    :obj:`hasattr` tells whether a model has them):
+
+    * :obj:`layer_embeddings()` -- a :class:`LayerEmbeddings` of every
+      user's and item's per-layer embeddings :math:`(U \text{ or } I, L + 1,
+      D)` and the layer weights of the model's pooling, with gradients when
+      autograd is on (:class:`~kgsampler.LightGCN` has it). Hop-mixing
+      samplers (:class:`~kgsampler.sampler.MixGCF`) need it and raise a
+      :class:`TypeError` naming the recommender without it.
+    * :obj:`loss(users, pos_items, neg_items, neg_embeddings=None)` -- a
+      loss that accepts synthetic negatives :math:`(B, N, L + 1, D)` in the
+      layout of :obj:`layer_embeddings()` (:attr:`~kgsampler.sampler.
+      SamplerOutput.neg_embeddings`) and scores them in place of
+      :obj:`neg_items`' embeddings. The :class:`~kgsampler.Trainer` passes
+      :obj:`neg_embeddings=` only when the sampler's output carries them,
+      so a :meth:`loss` without the argument keeps working with every
+      id-returning sampler.
     """
     num_users: int
     num_items: int

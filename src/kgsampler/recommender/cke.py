@@ -86,11 +86,18 @@ class CKE(Recommender):
             :math:`n = \lceil \textit{kg\_batch\_ratio} \cdot B \rceil`;
             :obj:`None` is :math:`|\mathcal{G}| / |\mathcal{D}_{train}|`
             (KG triples over training interactions). (default: :obj:`None`)
+        sparse (bool, optional): Sparse gradients for the user, item,
+            entity and relation embeddings, updated by
+            :class:`torch.optim.SparseAdam` in the
+            :class:`~kgsampler.train.Trainer` (TransR's projections keep
+            Adam): a step touches only the batch's rows and its KG
+            triples'. (default: :obj:`False`)
     """
     def __init__(self, dataset, embedding_dim: int = 64,
                  kg_embedding_dim: int = 64, reg: float = 1e-2,
                  kg_weight: float = 1.0,
-                 kg_batch_ratio: Optional[float] = None):
+                 kg_batch_ratio: Optional[float] = None,
+                 sparse: bool = False):
         super().__init__()
         cls = self.__class__.__name__
         for name in ('num_users', 'num_items', 'num_entities',
@@ -140,6 +147,10 @@ class CKE(Recommender):
         kg_embedding_dim = _positive_int(cls, 'kg_embedding_dim',
                                          kg_embedding_dim)
         reg = _non_negative(cls, 'reg', reg)
+        if not isinstance(sparse, bool):
+            raise TypeError(f"{cls}: 'sparse' must be a bool "
+                            f"(got {sparse!r})")
+        self.sparse = sparse
         kg_weight = _non_negative(cls, 'kg_weight', kg_weight)
         if kg_batch_ratio is None:
             kg_batch_ratio = kg.size(0) / max(dataset.train_pos.nnz, 1)
@@ -152,10 +163,12 @@ class CKE(Recommender):
                                                      kg_embedding_dim)
         self.reg, self.kg_weight = reg, kg_weight
         self.kg_batch_ratio = float(kg_batch_ratio)
-        self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
-        self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
+        self.user_emb = torch.nn.Embedding(num_users, embedding_dim,
+                                           sparse=sparse)
+        self.item_emb = torch.nn.Embedding(num_items, embedding_dim,
+                                           sparse=sparse)
         self.kge = TransR(num_entities, num_relations, embedding_dim,
-                          kg_embedding_dim)
+                          kg_embedding_dim, sparse=sparse)
         # the triples and their sorted keys (h R + r) E + t, for the filter
         # of corrupted tails; non-persistent: they follow .to()
         self.register_buffer('kg_head', kg[:, 0].contiguous(),
@@ -330,4 +343,5 @@ class CKE(Recommender):
                 f'{self.num_items}, num_entities={self.num_entities}, '
                 f'num_relations={self.num_relations}, '
                 f'embedding_dim={self.embedding_dim}, '
-                f'kg_embedding_dim={self.kg_embedding_dim})')
+                f'kg_embedding_dim={self.kg_embedding_dim}'
+                + (', sparse=True)' if self.sparse else ')'))

@@ -14,7 +14,7 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.recommender.base import Recommender, bpr_l2
+from kgsampler.recommender.base import LayerEmbeddings, Recommender, bpr_l2
 from kgsampler.utils._checks import positive_int as _positive_int
 
 
@@ -101,7 +101,13 @@ class LightGCN(Recommender):
     module (:meth:`to`) clears it. With gradients enabled (:meth:`loss`,
     or :meth:`score` under autograd) every call propagates afresh, with
     autograd, and leaves its detached result in the cache for the no-grad
-    calls at the same parameters.
+    calls at the same parameters. :meth:`layer_embeddings` (the per-layer
+    embeddings hop-mixing samplers such as :class:`~kgsampler.sampler.
+    MixGCF` need) is cached the same way; with gradients, its result is
+    also kept for one :meth:`loss` call with :obj:`neg_embeddings` at the
+    same parameters, so that a MixGCF batch propagates the graph once
+    (sampler and loss share the autograd graph, as in MixGCF's released
+    code).
 
     Args:
         num_users (int): Number of users :math:`U`.
@@ -156,6 +162,9 @@ class LightGCN(Recommender):
         self.register_buffer('adj_col', adj.col_indices(), persistent=False)
         self.register_buffer('adj_value', adj.values(), persistent=False)
         self._cache: Optional[Tuple[tuple, Tensor]] = None
+        self._layer_cache: Optional[Tuple[tuple, Tensor]] = None
+        # with autograd: kept for one loss(neg_embeddings=...) call
+        self._layer_grad: Optional[Tuple[tuple, Tensor]] = None
         self.reset_parameters()
 
     @classmethod
@@ -255,11 +264,18 @@ class LightGCN(Recommender):
         r"""Resets the embeddings (PyG's Xavier-uniform initialisation of
         the joint user-item table)."""
         self.gnn.reset_parameters()
-        self._cache = None
+        self._cache = self._layer_cache = self._layer_grad = None
 
     def _apply(self, fn, *args, **kwargs):
-        self._cache = None  # .to(), .cuda(), .double(): new storage
+        # .to(), .cuda(), .double(): new storage
+        self._cache = self._layer_cache = self._layer_grad = None
         return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self):
+        # an autograd graph cannot be copied or pickled (deepcopy, torch.save)
+        state = self.__dict__.copy()
+        state['_layer_grad'] = None
+        return state
 
     # --------------------------------------------------------- propagation
     def _cache_key(self) -> tuple:
@@ -282,6 +298,61 @@ class LightGCN(Recommender):
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self.gnn.get_embedding(self.adj_t))
         return self._cache[1]
+
+    def _propagate_layers(self) -> Tensor:
+        x = self.gnn.embedding.weight
+        xs = [x]
+        for conv in self.gnn.convs:
+            x = conv(x, self.adj_t)
+            xs.append(x)
+        return torch.stack(xs, dim=1)  # [U + I, L + 1, d]
+
+    def _layers(self, xs: Tensor) -> LayerEmbeddings:
+        U = self.num_users
+        return LayerEmbeddings(xs[:U], xs[U:], self.gnn.alpha)
+
+    def layer_embeddings(self) -> LayerEmbeddings:
+        r"""Per-layer embeddings :math:`\mathbf{e}^{(0)}, \dots,
+        \mathbf{e}^{(L)}` of every user and item and the layer weights
+        :math:`\alpha_l` (:meth:`LayerEmbeddings.pool` of them is
+        :meth:`get_embedding`, up to rounding): the capability hop-mixing
+        samplers (:class:`~kgsampler.sampler.MixGCF`) need. Cached without
+        gradients like :meth:`get_embedding`; with gradients, propagated
+        afresh with autograd (and kept for one :meth:`loss` call with
+        :obj:`neg_embeddings` at the same parameters). A propagation here
+        also fills :meth:`get_embedding`'s no-grad cache (with the pooled
+        layers), so :meth:`score` at the same parameters does not propagate
+        again.
+
+        Shapes:
+            - **output.user:** :math:`(U, L + 1, d)`
+            - **output.item:** :math:`(I, L + 1, d)`
+            - **output.weight:** :math:`(L + 1)`
+        """
+        key = self._cache_key()
+        if torch.is_grad_enabled():
+            xs = self._propagate_layers()
+            self._layer_grad = (key, xs)
+        elif self._layer_cache is None or self._layer_cache[0] != key:
+            xs = self._propagate_layers()
+        else:
+            return self._layers(self._layer_cache[1])
+        self._layer_cache = (key, xs.detach())
+        # the same propagation serves score() & co. at these parameters
+        self._cache = (key, self._layers(xs.detach()).pool(xs.detach()))
+        return self._layers(xs)
+
+    def _loss_layers(self) -> LayerEmbeddings:
+        r"""The autograd propagation kept by the last
+        :meth:`layer_embeddings` call at the current parameters (used
+        once), else a fresh one."""
+        kept, self._layer_grad = self._layer_grad, None
+        if kept is not None and kept[0] == self._cache_key() and \
+                torch.is_grad_enabled():
+            return self._layers(kept[1])
+        le = self.layer_embeddings()
+        self._layer_grad = None  # this one is used here
+        return le
 
     def _check_users_items(self, who: str, users: Tensor, items: Tensor,
                            name: str) -> None:
@@ -338,12 +409,19 @@ class LightGCN(Recommender):
         emb = self.get_embedding()
         return emb[users] @ emb[self.num_users:].t()
 
-    def loss(self, users: Tensor, pos_items: Tensor,
-             neg_items: Tensor) -> Tensor:
+    def loss(self, users: Tensor, pos_items: Tensor, neg_items: Tensor,
+             neg_embeddings: Optional[Tensor] = None) -> Tensor:
         r"""BPR loss on the propagated embeddings (mean over the
         :math:`B N` (user, positive, negative) triples) plus L2
         regularisation of the batch's layer-0 embeddings, as in
         :class:`LightGCN`; propagates the whole graph with autograd.
+
+        With :obj:`neg_embeddings` (synthetic negatives, e.g. MixGCF's
+        :attr:`~kgsampler.sampler.SamplerOutput.neg_embeddings`), the
+        negatives' scores are :math:`\mathbf{e}_u^{\top} \sum_l \alpha_l
+        \mathbf{e}'^{(l)}_n` and their L2 term is on the synthetic layer-0
+        (ego) embeddings :math:`\mathbf{e}'^{(0)}_n`, as in MixGCF's released
+        code; :obj:`neg_items` is then only checked for its shape.
 
         Args:
             users (torch.Tensor): User ids, :obj:`torch.long`.
@@ -351,11 +429,15 @@ class LightGCN(Recommender):
                 :obj:`torch.long`.
             neg_items (torch.Tensor): :math:`N` negative item ids per row,
                 :obj:`torch.long`.
+            neg_embeddings (torch.Tensor, optional): Per-layer synthetic
+                negative embeddings in the layout of
+                :meth:`layer_embeddings`. (default: :obj:`None`)
 
         Shapes:
             - **users:** :math:`(B)`
             - **pos_items:** :math:`(B)`
             - **neg_items:** :math:`(B, N)`
+            - **neg_embeddings:** :math:`(B, N, L + 1, d)`
             - **output:** :math:`()`
         """
         self._check_users_items('loss', users, neg_items, 'neg_items')
@@ -363,12 +445,29 @@ class LightGCN(Recommender):
             raise ValueError(f"LightGCN.loss: 'pos_items' must have the "
                              f"shape of 'users' (got {tuple(pos_items.shape)}"
                              f" and {tuple(users.shape)})")
+        if neg_embeddings is not None:
+            return self._synthetic_loss(users, pos_items, neg_items,
+                                        neg_embeddings)
         U = self.num_users
         emb = self.get_embedding()
         e0 = self.gnn.embedding.weight
         return bpr_l2(emb[users], emb[pos_items + U], emb[neg_items + U],
                       e0[users], e0[pos_items + U], e0[neg_items + U],
                       self.reg)
+
+    def _synthetic_loss(self, users: Tensor, pos_items: Tensor,
+                        neg_items: Tensor, neg_embeddings: Tensor) -> Tensor:
+        expect = (*neg_items.shape, self.num_layers + 1, self.embedding_dim)
+        if not isinstance(neg_embeddings, Tensor) or \
+                tuple(neg_embeddings.shape) != expect:
+            raise ValueError(f"LightGCN.loss: 'neg_embeddings' must be of "
+                             f"shape (B, N, num_layers + 1, embedding_dim) = "
+                             f"{expect} (got "
+                             f"{tuple(getattr(neg_embeddings, 'shape', ()))})")
+        le = self._loss_layers()
+        u, p = le.user[users], le.item[pos_items]  # [B, L + 1, d]
+        return bpr_l2(le.pool(u), le.pool(p), le.pool(neg_embeddings),
+                      u[:, 0], p[:, 0], neg_embeddings[:, :, 0], self.reg)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '

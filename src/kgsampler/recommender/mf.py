@@ -24,9 +24,17 @@ class MF(Recommender):
         embedding_dim (int, optional): Embedding size. (default: :obj:`64`)
         reg (float, optional): L2 weight :math:`\lambda` on the batch's
             embeddings. (default: :obj:`1e-2`)
+        sparse (bool, optional): Sparse gradients for the user and item
+            embeddings (:obj:`torch.nn.Embedding(sparse=True)`): a step then
+            touches only the batch's rows, and the
+            :class:`~kgsampler.train.Trainer` updates them with
+            :class:`torch.optim.SparseAdam` (a lazy Adam: the moments of
+            the rows outside the batch are not decayed, a different
+            optimiser from Adam; see :doc:`recommenders`).
+            (default: :obj:`False`)
     """
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
-                 reg: float = 1e-2):
+                 reg: float = 1e-2, sparse: bool = False):
         super().__init__()
         for name, v in (('num_users', num_users), ('num_items', num_items),
                         ('embedding_dim', embedding_dim)):
@@ -37,10 +45,15 @@ class MF(Recommender):
                 not 0 <= reg < float('inf'):
             raise ValueError(f"MF: 'reg' must be a finite non-negative number "
                              f"(got {reg!r})")
+        if not isinstance(sparse, bool):
+            raise TypeError(f"MF: 'sparse' must be a bool (got {sparse!r})")
+        self.sparse = sparse
         self.num_users, self.num_items = num_users, num_items
         self.embedding_dim, self.reg = embedding_dim, float(reg)
-        self.user_emb = torch.nn.Embedding(num_users, embedding_dim)
-        self.item_emb = torch.nn.Embedding(num_items, embedding_dim)
+        self.user_emb = torch.nn.Embedding(num_users, embedding_dim,
+                                           sparse=sparse)
+        self.item_emb = torch.nn.Embedding(num_items, embedding_dim,
+                                           sparse=sparse)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -115,4 +128,5 @@ class MF(Recommender):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.num_users}, '
-                f'{self.num_items}, embedding_dim={self.embedding_dim})')
+                f'{self.num_items}, embedding_dim={self.embedding_dim}'
+                + (', sparse=True)' if self.sparse else ')'))

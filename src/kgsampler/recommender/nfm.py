@@ -97,10 +97,18 @@ class NFM(Recommender):
             :math:`[0, 1)`. (default: :obj:`0.1`, KGAT's)
         reg (float, optional): L2 weight :math:`\lambda` on the batch's
             feature embeddings. (default: :obj:`1e-3`)
+        sparse (bool, optional): Sparse gradients for the feature tables
+            (:obj:`feat_emb`, :obj:`feat_linear`), updated by
+            :class:`torch.optim.SparseAdam` in the
+            :class:`~kgsampler.train.Trainer` (the MLP keeps Adam; the
+            Trainer's :obj:`weight_decay` must then be 0). Every forward
+            pass computes the item side of all items, so a step still
+            touches every item and KG-tail feature row: only the user rows
+            are skipped. (default: :obj:`False`)
     """
     def __init__(self, dataset, embedding_dim: int = 64,
                  hidden_dims: Sequence[int] = (64, ), dropout: float = 0.1,
-                 reg: float = 1e-3):
+                 reg: float = 1e-3, sparse: bool = False):
         super().__init__()
         cls = self.__class__.__name__
         _check_kg_dataset(cls, dataset)
@@ -119,6 +127,10 @@ class NFM(Recommender):
                 not 0 <= reg < math.inf:
             raise ValueError(f"{cls}: 'reg' must be a finite non-negative "
                              f"number (got {reg!r})")
+        if not isinstance(sparse, bool):
+            raise TypeError(f"{cls}: 'sparse' must be a bool "
+                            f"(got {sparse!r})")
+        self.sparse = sparse
         self.num_users = int(dataset.num_users)
         self.num_items = int(dataset.num_items)
         self.num_entities = int(dataset.num_entities)
@@ -126,8 +138,10 @@ class NFM(Recommender):
         self.hidden_dims = tuple(int(h) for h in hidden_dims)
         self.dropout, self.reg = float(dropout), float(reg)
         num_features = self.num_users + self.num_entities
-        self.feat_emb = torch.nn.Embedding(num_features, embedding_dim)
-        self.feat_linear = torch.nn.Embedding(num_features, 1)
+        self.feat_emb = torch.nn.Embedding(num_features, embedding_dim,
+                                           sparse=sparse)
+        self.feat_linear = torch.nn.Embedding(num_features, 1,
+                                              sparse=sparse)
         channels = [embedding_dim, *self.hidden_dims, 1]
         self.mlp = MLP(channels, dropout=[self.dropout] * (len(channels) - 2)
                        + [0.0], act='relu', norm=None, plain_last=True)
@@ -312,4 +326,5 @@ class NFM(Recommender):
         return (f'{self.__class__.__name__}({self.num_users}, '
                 f'{self.num_items}, num_entities={self.num_entities}, '
                 f'embedding_dim={self.embedding_dim}, '
-                f'hidden_dims={list(self.hidden_dims)})')
+                f'hidden_dims={list(self.hidden_dims)}'
+                + (', sparse=True)' if self.sparse else ')'))

@@ -28,6 +28,31 @@ class AdversarialOutput(SamplerOutput):
     candidates: Optional[Tensor] = None
 
 
+def _check_positive_ints(owner, **values) -> None:
+    r"""Raises :class:`ValueError` naming :obj:`owner`'s class unless every
+    value is a positive :obj:`int` (not a :obj:`bool`)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{owner.__class__.__name__}: '{name}' must be "
+                             f"a positive int (got {v!r})")
+
+
+def _check_numbers(owner, **values) -> None:
+    r""":obj:`name=(value, 'positive' | 'non-negative')`: raises
+    :class:`TypeError` unless each value is a finite number and
+    :class:`ValueError` unless it has the stated sign, naming
+    :obj:`owner`'s class."""
+    cls = owner.__class__.__name__
+    for name, (v, _) in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                not math.isfinite(v):
+            raise TypeError(f"{cls}: '{name}' must be a finite number "
+                            f"(got {v!r})")
+    for name, (v, what) in values.items():
+        if not (v > 0 if what == 'positive' else v >= 0):
+            raise ValueError(f"{cls}: '{name}' must be {what} (got {v!r})")
+
+
 class Adversarial(Sampler, torch.nn.Module):
     r"""Adversarial negative sampling in the spirit of IRGAN (Wang et al.,
     SIGIR 2017): a generator with its own user and item embeddings
@@ -79,30 +104,15 @@ class Adversarial(Sampler, torch.nn.Module):
                  lr: float = 1e-3, weight_decay: float = 0.0, **kwargs):
         torch.nn.Module.__init__(self)
         Sampler.__init__(self, train_pos, **kwargs)
-        for name, v in (('num_candidates', num_candidates),
-                        ('embedding_dim', embedding_dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"Adversarial: '{name}' must be a positive "
-                                 f"int (got {v!r})")
-        for name, v in (('temperature', temperature), ('lr', lr),
-                        ('weight_decay', weight_decay)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or \
-                    not math.isfinite(v):
-                raise TypeError(f"Adversarial: '{name}' must be a finite "
-                                f"number (got {v!r})")
-        for name, v, ok, what in (
-                ('temperature', temperature, temperature > 0, 'positive'),
-                ('lr', lr, lr > 0, 'positive'),
-                ('weight_decay', weight_decay, weight_decay >= 0,
-                 'non-negative')):
-            if not ok:
-                raise ValueError(f"Adversarial: '{name}' must be {what} "
-                                 f"(got {v!r})")
+        _check_positive_ints(self, num_candidates=num_candidates,
+                             embedding_dim=embedding_dim)
+        _check_numbers(self, temperature=(temperature, 'positive'),
+                       lr=(lr, 'positive'),
+                       weight_decay=(weight_decay, 'non-negative'))
         self.num_candidates, self.embedding_dim = num_candidates, embedding_dim
         self.temperature, self.lr = float(temperature), float(lr)
         self.weight_decay = float(weight_decay)
-        self.user_emb = torch.nn.Embedding(self.num_users, embedding_dim)
-        self.item_emb = torch.nn.Embedding(self.num_items, embedding_dim)
+        self._build_generator()
         self.reset_parameters()
         if scorer is not None:
             self.set_scorer(scorer)
@@ -112,6 +122,11 @@ class Adversarial(Sampler, torch.nn.Module):
             object.__setattr__(self, name, value)
         else:
             torch.nn.Module.__setattr__(self, name, value)
+
+    def _build_generator(self) -> None:
+        """Creates the generator's parameters (subclasses add theirs)."""
+        self.user_emb = torch.nn.Embedding(self.num_users, self.embedding_dim)
+        self.item_emb = torch.nn.Embedding(self.num_items, self.embedding_dim)
 
     def reset_parameters(self) -> None:
         torch.nn.init.xavier_normal_(self.user_emb.weight)
@@ -186,18 +201,20 @@ class Adversarial(Sampler, torch.nn.Module):
         Returns :obj:`sampler_reward` (the mean expected reward) and
         :obj:`sampler_gain` (its excess over a uniform pick from the pool)
         as 0-dim tensors."""
+        cls = self.__class__.__name__
         if not isinstance(output, AdversarialOutput) or \
                 output.candidates is None:
-            raise TypeError("Adversarial.update: 'output' must come from "
-                            "Adversarial.sample")
+            raise TypeError(f"{cls}.update: 'output' must come from "
+                            f"{cls}.sample")
         B, N, M = output.candidates.shape
-        check_update_batch('Adversarial', users, pos_items, B)
+        check_update_batch(cls, users, pos_items, B)
         self._updated()
         cand = output.candidates.reshape(B, N * M)
         with torch.no_grad():
             f_pos = self.scorer.score(users, pos_items.view(-1, 1)).float()
             f_neg = self.scorer.score(users, cand).float()
-            reward = F.softplus(f_neg - f_pos).view(B, N, M)
+            reward = self.reward(users, pos_items, cand, f_pos,
+                                 f_neg).view(B, N, M)
         prob = F.softmax(self.logits(users, cand).view(B, N, M).float(), -1)
         mean = (prob.detach() * reward).sum(-1, keepdim=True)
         loss = -(prob * (reward - mean)).sum(-1).mean()
@@ -208,6 +225,28 @@ class Adversarial(Sampler, torch.nn.Module):
         # harder the generator's pick is than a uniform pick from the pool
         gain = (mean - reward.mean(-1, keepdim=True)).mean()
         return {'sampler_reward': mean.mean(), 'sampler_gain': gain}
+
+    def reward(self, users: Tensor, pos_items: Tensor, candidates: Tensor,
+               pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
+        r"""The reward of each pool candidate: the recommender's BPR loss
+        :math:`\log(1 + e^{f(u, j) - f(u, i)})` here (subclasses change the
+        rule; the recommender is frozen, nothing here is differentiated).
+
+        Args:
+            users (torch.Tensor): User ids, :obj:`torch.long`.
+            pos_items (torch.Tensor): Their positive items,
+                :obj:`torch.long`.
+            candidates (torch.Tensor): The pool items, :obj:`torch.long`.
+            pos_scores (torch.Tensor): :math:`f(u, i)`.
+            neg_scores (torch.Tensor): :math:`f(u, j)` of each candidate.
+
+        Shapes:
+            - **users, pos_items:** :math:`(B)`
+            - **candidates, neg_scores:** :math:`(B, NM)`
+            - **pos_scores:** :math:`(B, 1)`
+            - **output:** :math:`(B, NM)`
+        """
+        return F.softplus(neg_scores - pos_scores)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_users={self.num_users}, '

@@ -31,17 +31,30 @@ class SamplerOutput:
         fallback (torch.Tensor, optional): :obj:`True` where the sampler's own
             proposal was a training positive and was replaced by a uniform
             negative.
+        neg_embeddings (torch.Tensor, optional): Synthetic negatives, for
+            samplers that synthesise a negative embedding rather than pick
+            an item (:class:`~kgsampler.sampler.MixGCF`): per-layer
+            embeddings in the layout of the recommender's
+            :meth:`layer_embeddings` (layer 0 is the ego embedding), with
+            gradients; a recommender whose :meth:`loss` takes
+            :obj:`neg_embeddings=` scores these in place of
+            :obj:`neg_items`' embeddings. :obj:`neg_items` still holds a real
+            item per negative (see the sampler) for id-only code.
+            (default: :obj:`None`)
 
     Shapes:
         - **neg_items:** :math:`(B, N)`
         - **log_prob:** :math:`(B, N)`
         - **paths:** :math:`(B, N, L)`
         - **fallback:** :math:`(B, N)`
+        - **neg_embeddings:** :math:`(B, N, L + 1, D)`, :math:`L + 1` layers
+          of dimension :math:`D`
     """
     neg_items: Tensor
     log_prob: Optional[Tensor] = None
     paths: Optional[Tensor] = None
     fallback: Optional[Tensor] = None
+    neg_embeddings: Optional[Tensor] = None
 
     @property
     def batch_size(self) -> int:
@@ -63,7 +76,8 @@ class SamplerOutput:
         Shapes:
             - **output:** every tensor field with :math:`B` rows keeps its
               other dimensions: **neg_items** :math:`(length, N)`,
-              **paths** :math:`(length, N, L)`, ...
+              **paths** :math:`(length, N, L)`, **neg_embeddings**
+              :math:`(length, N, L + 1, D)`, ...
         """
         B = self.batch_size
         if not (isinstance(start, int) and isinstance(length, int)

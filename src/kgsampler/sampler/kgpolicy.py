@@ -16,12 +16,24 @@ from kgsampler.utils._device import resolve_module_to_args
 from kgsampler.sampler import _kgpolicy_graph as kg_graph
 from kgsampler.sampler import _kgpolicy_attention as kg_attention
 from kgsampler.sampler import _kgpolicy_gradient as kg_gradient
+from kgsampler.sampler import _kgpolicy_compile as kg_compile
 from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
                                     check_update_batch, optimizer_follow)
 from kgsampler.utils._softmax import BACKENDS, resolve_backend
 
 #: The second hop's selection rules (see :class:`KGPolicy`).
 SELECTIONS = ('sample', 'recommender_max')
+
+
+class _EagerOps:
+    r"""The eager versions of the kernels of
+    :class:`~kgsampler.sampler._kgpolicy_compile.Kernels` (the default)."""
+    attention_query = staticmethod(kg_attention.attention_query)
+    logit_grad = staticmethod(kg_gradient.logit_grad)
+    attention_query_backward = staticmethod(
+        kg_gradient.attention_query_backward)
+    attention_keys_backward = staticmethod(
+        kg_gradient.attention_keys_backward)
 
 
 @dataclass
@@ -314,6 +326,19 @@ class KGPolicy(Sampler, torch.nn.Module):
             :obj:`"auto"`)
         edge_rel (torch.Tensor, optional): Relation id per edge, for
             explanations. (default: :obj:`None`)
+        compile (bool or str, optional): Run the attention query and the
+            element-wise pieces of the closed-form policy gradient as
+            kernels compiled by :func:`torch.compile` (inductor; a C++
+            compiler on the CPU), and each hop's softmax, draw,
+            log-probability and entropy as one fused function
+            (:mod:`~kgsampler.sampler._kgpolicy_compile`); the sparse
+            products stay as they are. The same distribution (a
+            seed gives the same walks up to float rounding); compilation
+            takes tens of seconds in the first epoch. Where
+            :func:`torch.compile` or a C++ compiler is missing, or compiling
+            fails, the sampler warns and runs eagerly; :obj:`"auto"`
+            compiles where possible without the warning. See "Speed" in
+            docs/kgpolicy.md. (default: :obj:`False`)
         **kwargs (optional): Arguments of :class:`Sampler`.
     """
     learnable = True
@@ -334,7 +359,8 @@ class KGPolicy(Sampler, torch.nn.Module):
                  walk_ahead: int = 16, pg_fraction: float = 0.25,
                  table_refresh_epochs: int = 1,
                  softmax_backend: str = 'auto', aggr_backend: str = 'auto',
-                 edge_rel: Optional[Tensor] = None, **kwargs):
+                 edge_rel: Optional[Tensor] = None,
+                 compile: Union[bool, str] = False, **kwargs):
         torch.nn.Module.__init__(self)
         Sampler.__init__(self, train_pos, **kwargs)
         for name, v, lo in (('steps', steps, 1), ('n1', n1, 1), ('n2', n2, 1),
@@ -357,6 +383,13 @@ class KGPolicy(Sampler, torch.nn.Module):
             raise ValueError(f"KGPolicy: 'selection' must be one of "
                              f"{SELECTIONS} (got {selection!r})")
         self.selection, self.pool_size = selection, pool_size
+        if not (isinstance(compile, bool) or compile == 'auto'):
+            raise ValueError(f"KGPolicy: 'compile' must be True, False or "
+                             f"'auto' (got {compile!r})")
+        self.compile_mode = compile
+        kernels = kg_compile.build_kernels(compile)
+        # None: the eager operators (the unfused code path)
+        self._kernels = kernels if kernels.compiled else None
         for name, v in (('w_p', w_p), ('w_s', w_s), ('gamma', gamma),
                         ('baseline_decay', baseline_decay), ('lr', lr),
                         ('weight_decay', weight_decay),
@@ -692,11 +725,12 @@ class KGPolicy(Sampler, torch.nn.Module):
         c1 = pruned1[cur - U]
         bad = (c1 == users.unsqueeze(1)) | kg_attention.in_history(c1, history)
         c1 = c1.masked_fill(bad, -1)
-        q1 = kg_attention.attention_query(h_user, h.index_select(0, cur), a)
-        p1 = kg_attention.masked_softmax(kg_attention.attention_logits_keys(keys, q1, c1),
-                               c1 >= 0, self.softmax_backend)
+        ops = self._kernels or _EagerOps
+        q1 = ops.attention_query(h_user, h.index_select(0, cur), a)
         released = self.selection == 'recommender_max'
-        i1 = kg_attention.choose(p1, greedy=released)
+        p1, i1, lp1, ent1 = self._hop(
+            kg_attention.attention_logits_keys(keys, q1, c1), c1 >= 0,
+            greedy=released)
         has1 = i1 >= 0
         mid = torch.where(has1, c1.gather(1, i1.clamp(min=0).view(-1, 1))
                           .view(-1), torch.full_like(i1, -1))
@@ -719,16 +753,16 @@ class KGPolicy(Sampler, torch.nn.Module):
         if not released:  # the released rule lets positives into its pool
             drop = drop | pos
         c2 = c2.masked_fill(drop, -1)
-        q2 = kg_attention.attention_query(h_user, h.index_select(0, src2), a)
-        p2 = kg_attention.masked_softmax(kg_attention.attention_logits_keys(keys, q2, c2),
-                               c2 >= 0, self.softmax_backend)
+        q2 = ops.attention_query(h_user, h.index_select(0, src2), a)
+        logits2 = kg_attention.attention_logits_keys(keys, q2, c2)
         if released:
+            p2, _, _, ent2 = self._hop(logits2, c2 >= 0, greedy=True)
             i2 = self._recommender_max(users, c2, p2)
+            lp2 = kg_attention.gather_log_prob(p2, i2)
         else:
-            i2 = kg_attention.choose(p2, greedy=False)
-        ent = torch.cat([kg_attention.entropy_ratio(p1, c1 >= 0),
-                         kg_attention.entropy_ratio(p2, c2 >= 0)])
-        logp = kg_attention.gather_log_prob(p1, i1) + kg_attention.gather_log_prob(p2, i2)
+            p2, i2, lp2, ent2 = self._hop(logits2, c2 >= 0, greedy=False)
+        ent = torch.cat([ent1, ent2])
+        logp = lp1 + lp2
         nxt = c2.gather(1, i2.clamp(min=0).view(-1, 1)).view(-1)
         dead = i2 < 0
         if bool(dead.any()):
@@ -739,6 +773,24 @@ class KGPolicy(Sampler, torch.nn.Module):
                               (has1 & (mid < U)).sum(), pos.sum()])
         return (c1, i1, mid, src2, c2, i2, nxt, dead, from_random, logp,
                 counts, p1, p2, ent)
+
+    def _hop(self, logits: Tensor, valid: Tensor, greedy: bool):
+        r"""The softmax over each row's valid candidates, the chosen column
+        (drawn, or the argmax when :obj:`greedy`), its log-probability and
+        the entropy sums of a hop: fused (:obj:`compile`) or operator by
+        operator; the same uniform numbers in both.
+
+        Shapes: **logits, valid** :math:`(R, C)`; outputs :math:`(R, C)`,
+        :math:`(R)`, :math:`(R)`, :math:`(2)`."""
+        if self._kernels is None or logits.size(1) == 0:
+            p = kg_attention.masked_softmax(logits, valid,
+                                            self.softmax_backend)
+            i = kg_attention.choose(p, greedy=greedy)
+            return (p, i, kg_attention.gather_log_prob(p, i),
+                    kg_attention.entropy_ratio(p, valid))
+        u = None if greedy else torch.rand((logits.size(0), 1),
+                                           device=logits.device)
+        return self._kernels.hop_sample(logits, valid, u)
 
     def _recommender_max(self, users: Tensor, cand: Tensor,
                          prob: Tensor) -> Tensor:
@@ -1088,11 +1140,12 @@ class KGPolicy(Sampler, torch.nn.Module):
         pad = kg_attention.pad_columns
         cand = torch.cat([pad(cand1, C, -1),
                           pad(cand2, C, -1)]).view(2 * T * m, C)
+        ops = self._kernels or _EagerOps
         g = torch.cat([
-            kg_gradient.logit_grad(pad(prob1, C, 0.).view(T * m, C),
-                          choice1.reshape(-1), coef),
-            kg_gradient.logit_grad(pad(prob2, C, 0.).view(T * m, C),
-                          choice2.reshape(-1), coef)])
+            ops.logit_grad(pad(prob1, C, 0.).view(T * m, C),
+                           choice1.reshape(-1), coef),
+            ops.logit_grad(pad(prob2, C, 0.).view(T * m, C),
+                           choice2.reshape(-1), coef)])
         loss = -(coef * (kg_attention.gather_log_prob(prob1.reshape(T * m, -1),
                                             choice1.reshape(-1)) +
                          kg_attention.gather_log_prob(prob2.reshape(T * m, -1),
@@ -1100,8 +1153,8 @@ class KGPolicy(Sampler, torch.nn.Module):
         src = torch.cat([src1.reshape(-1), src2.reshape(-1)])
         h_user = h.index_select(0, users).repeat(2 * T, 1)
         h_src = h.index_select(0, src)
-        q = kg_attention.attention_query(h_user, h_src, a)
-        d_user, d_src = kg_gradient.attention_query_backward(
+        q = ops.attention_query(h_user, h_src, a)
+        d_user, d_src = ops.attention_query_backward(
             h_user, h_src, kg_gradient.pair_matmul(cand, g, self._keys), a)
         if self._grad_h is None:
             self._grad_h = torch.zeros_like(h)
@@ -1131,7 +1184,8 @@ class KGPolicy(Sampler, torch.nn.Module):
             g = torch.cat([kg_attention.pad_columns(g, C, 0.)
                            for _, g, _ in self._grad_keys])
             q = torch.cat([q for _, _, q in self._grad_keys])
-            total = self._grad_h + kg_gradient.attention_keys_backward(
+            ops = self._kernels or _EagerOps
+            total = self._grad_h + ops.attention_keys_backward(
                 h, kg_gradient.pair_matmul_t(cand, g, q, h.size(0)))
         grad = self._h.grad if self._h.requires_grad else None
         if grad is not None:

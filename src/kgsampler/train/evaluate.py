@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Iterable, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -19,7 +19,8 @@ def _discounts(k: int, device) -> Tensor:
 def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
              exclude: Iterable[UserItemCSR] = (), ks: Sequence[int] = (20, ),
              batch_size: int = 4096, kgat_ndcg: bool = False,
-             per_user: bool = False) -> Dict[str, object]:
+             per_user: bool = False,
+             users: Optional[Tensor] = None) -> Dict[str, object]:
     r"""Ranks all items for every user that has at least one ground-truth
     item and averages top-:math:`K` metrics over those users.
 
@@ -53,6 +54,10 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
         per_user (bool, optional): Also return the per-user metric tensors
             under :obj:`"per_user"` and the user ids under :obj:`"users"`.
             (default: :obj:`False`)
+        users (Tensor, optional): Rank only these users (ascending ids of
+            users with at least one ground-truth item, e.g. one rank's slice
+            in distributed evaluation); :obj:`None`: every user with a
+            ground-truth item. (default: :obj:`None`)
 
     Shapes:
         - **score_fn input:** :math:`(B)` user ids (:obj:`torch.long`, on
@@ -92,7 +97,21 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
     disc = _discounts(max_k, device)
     ideal_cum = torch.cumsum(disc, 0)  # IDCG for n hits = ideal_cum[n - 1]
     gt_deg = ground_truth.degree()
-    users = (gt_deg > 0).nonzero().view(-1)
+    if users is None:
+        users = (gt_deg > 0).nonzero().view(-1)
+    else:
+        if not isinstance(users, Tensor) or users.dtype != torch.long or \
+                users.dim() != 1:
+            raise TypeError(f"evaluate: 'users' must be None or a 1-dim "
+                            f"torch.long tensor (got "
+                            f"{getattr(users, 'dtype', type(users))})")
+        users = users.to(device)
+        if users.numel() and (int(users.min()) < 0 or
+                              int(users.max()) >= ground_truth.num_rows or
+                              bool((gt_deg[users] == 0).any())):
+            raise ValueError(f"evaluate: 'users' must hold ids of users "
+                             f"with at least one ground-truth item (got "
+                             f"{users.tolist()[:10]})")
     names = ['recall', 'precision', 'hit', 'ndcg'] + (['ndcg_kgat']
                                                       if kgat_ndcg else [])
     out = {f'{m}@{k}': torch.zeros(users.numel(), device=device)
@@ -133,6 +152,20 @@ def evaluate(score_fn: Callable[[Tensor], Tensor], ground_truth: UserItemCSR,
                                    torch.ones_like(h))
                 out[f'ndcg_kgat@{k}'][sl] = dcg[:, kk - 1] / idcg
 
+    return summarize(out, users, per_user)
+
+
+def summarize(out: Dict[str, Tensor], users: Tensor,
+              per_user: bool = False) -> Dict[str, object]:
+    r"""What :func:`evaluate` returns, from its per-user metrics: the mean
+    of each (0 without users), :obj:`"num_users"`, and with
+    :obj:`per_user` the tensors themselves (:obj:`"per_user"`,
+    :obj:`"users"`).
+
+    Shapes:
+        - **out:** :math:`(|\mathcal{U}'|)` per metric
+        - **users:** :math:`(|\mathcal{U}'|)`
+    """
     result: Dict[str, object] = {
         key: (float(v.mean()) if v.numel() else 0.0)
         for key, v in out.items()

@@ -19,6 +19,9 @@ from kgsampler.data.csr import UserItemCSR
 from kgsampler.recommender.base import Recommender
 from kgsampler.sampler.base import Sampler
 from kgsampler.train.evaluate import evaluate
+from kgsampler.train import _distributed as _dist
+from kgsampler.train.evaluate import summarize
+from kgsampler.train._optim import build_optimizer
 from kgsampler.utils._device import resolve_device
 from kgsampler.utils._io import atomic_torch_save
 
@@ -314,6 +317,14 @@ class Trainer:
             once with the selected epoch and the test metrics, and
             :obj:`close()` at the end, also after an error.
             (default: :obj:`()`)
+        optimizer (str, optional): The recommender's optimiser:
+            :obj:`"adam"` (:class:`torch.optim.Adam` on every parameter),
+            :obj:`"sparse_adam"` (:class:`torch.optim.SparseAdam`, a lazy
+            Adam that updates only the batch's rows, on the embeddings built
+            with :obj:`sparse=True`, e.g. :obj:`MF(..., sparse=True)`, and
+            Adam on the rest; needs :obj:`weight_decay=0`) or :obj:`"auto"`
+            (:obj:`"sparse_adam"` when the model has sparse embeddings,
+            :obj:`"adam"` otherwise). (default: :obj:`"auto"`)
 
     A non-finite recommender loss, sampler loss, reward, log-probability,
     auxiliary loss or recommender parameter stops training with
@@ -342,7 +353,8 @@ class Trainer:
                  sampler_warmup: int = 0, track_test: bool = False,
                  time_budget: Optional[float] = None,
                  state_path: Optional[str] = None, checkpoint_every: int = 1,
-                 resume: bool = False, loggers: Sequence[Any] = ()):
+                 resume: bool = False, loggers: Sequence[Any] = (),
+                 optimizer: str = 'auto'):
         if isinstance(loggers, (str, bytes)) or not isinstance(
                 loggers, Sequence):
             raise TypeError(f"Trainer: 'loggers' must be a list of loggers "
@@ -464,10 +476,45 @@ class Trainer:
         if self.resume:
             _check_resumable(sampler)
         self.loggers = list(loggers)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr,
-                                          weight_decay=weight_decay)
+        self.optimizer = build_optimizer(self.model, optimizer, lr=lr,
+                                         weight_decay=weight_decay)
         self._first_loss: Optional[Tensor] = None
         self._warned_growth = False
+        self._setup_distributed()
+
+    def _setup_distributed(self) -> None:
+        r"""Under an initialised :mod:`torch.distributed` process group
+        (``docs/distributed.md``): every rank starts from rank 0's parameters
+        and data order, every optimiser step (the recommender's and a
+        learnable sampler's) averages the gradients over the ranks first,
+        and only rank 0 writes checkpoints and logs."""
+        ctx = _dist.get_context()
+        self._ctx, self._grad_sync, self._shard_seed = ctx, None, 0
+        if not ctx.enabled:
+            return
+        if self.resume:
+            raise ValueError(f"Trainer: resume=True is not supported under "
+                             f"torch.distributed (got world_size="
+                             f"{ctx.world_size}); run without resume")
+        _dist.broadcast_state(self.model)
+        if isinstance(self.sampler, torch.nn.Module):
+            _dist.broadcast_state(self.sampler)
+        self._shard_seed = _dist.broadcast_int(
+            torch.initial_seed() % 2**62, self.device)
+        self._grad_sync = _dist.GradientAverager.install(self.optimizer)
+        if self.sampler.learnable:
+            opt = getattr(self.sampler, 'optimizer', None)
+            if opt is None or not hasattr(opt, 'param_groups'):
+                raise ValueError(f"Trainer: under torch.distributed a "
+                                 f"learnable sampler must keep its optimiser "
+                                 f"in 'optimizer' (its gradients are "
+                                 f"averaged over the ranks before each step)"
+                                 f" (got {type(opt).__name__} on "
+                                 f"{type(self.sampler).__name__})")
+            _dist.GradientAverager.install(opt)
+        if not ctx.is_main:
+            self.checkpoint_path = self.state_path = None
+            self.loggers = []
 
     # ----------------------------------------------------------- evaluation
     def evaluate(self, split: str = 'valid', per_user: bool = False) -> Dict:
@@ -481,9 +528,29 @@ class Trainer:
             gt, exclude = self.valid_pos, [self.train_pos]
         else:
             gt, exclude = self.test_pos, [self.train_pos, self.valid_pos]
+        if self._ctx.enabled:
+            return self._evaluate_sharded(gt, exclude, per_user)
         return evaluate(self.model.full_scores, gt, exclude, ks=self.ks,
                         batch_size=self.eval_batch_size,
                         kgat_ndcg=self.kgat_ndcg, per_user=per_user)
+
+    def _evaluate_sharded(self, gt: UserItemCSR, exclude, per_user: bool
+                          ) -> Dict:
+        """Each rank ranks one contiguous slice of the users; the per-user
+        metrics are gathered in user order, so every rank returns what one
+        process would (up to the order of float operations)."""
+        ctx = self._ctx
+        users = (gt.degree() > 0).nonzero().view(-1)
+        parts = users.tensor_split(ctx.world_size)
+        res = evaluate(self.model.full_scores, gt, exclude, ks=self.ks,
+                       batch_size=self.eval_batch_size,
+                       kgat_ndcg=self.kgat_ndcg, per_user=True,
+                       users=parts[ctx.rank])
+        names = list(res['per_user'])
+        local = torch.stack([res['per_user'][k] for k in names])
+        full = _dist.gather_rows(local, [p.numel() for p in parts])
+        return summarize({k: full[i] for i, k in enumerate(names)}, users,
+                         per_user)
 
     # ------------------------------------------------------------- training
     def train_epoch(self, epoch: int) -> Dict[str, float]:
@@ -497,9 +564,17 @@ class Trainer:
         self.model.train()
         self.sampler.on_epoch_start(epoch)
         users_all, items_all = self._train_users, self.train_pos.indices
-        perm = torch.randperm(users_all.numel(), device=self.device)
-        num, bs = perm.numel(), self.batch_size
-        sizes = [min(bs, num - i) for i in range(0, num, bs)]
+        if self._ctx.enabled:  # this rank's part of a shared order
+            shard = _dist.shard_batches(
+                _dist.epoch_permutation(users_all.numel(), self._shard_seed,
+                                        epoch, self.device),
+                self.batch_size, self._ctx.rank, self._ctx.world_size)
+            perm, sizes = shard.perm, shard.sizes
+            global_sizes = shard.global_sizes
+        else:
+            perm = torch.randperm(users_all.numel(), device=self.device)
+            num, bs = perm.numel(), self.batch_size
+            sizes = [min(bs, num - i) for i in range(0, num, bs)]
         total, sums = 0, {}
         # first batch (1-based) where each watched component was not finite;
         # kept on the device (no per-batch sync), read once per epoch
@@ -523,6 +598,8 @@ class Trainer:
                 offset = 0
                 for j, n in enumerate(sizes[b:b + k]):
                     out = out_all if k == 1 else out_all.narrow(offset, n)
+                    if self._grad_sync is not None:  # share of the batch
+                        self._grad_sync.weight = n / global_sizes[b + j]
                     self._train_batch(users.narrow(0, offset, n),
                                       pos.narrow(0, offset, n), out, sums,
                                       b + j + 1)
@@ -531,7 +608,11 @@ class Trainer:
                 b, start = b + k, start + offset
                 if bar is not None:
                     bar.update(k)
-            logs = {k: float(v) / max(total, 1) for k, v in sums.items()}
+            if self._ctx.enabled:  # over every rank's pairs
+                self._grad_sync.weight = None
+                logs = _dist.average_logs(sums, total)
+            else:
+                logs = {k: float(v) / max(total, 1) for k, v in sums.items()}
             logs.update(self._auxiliary_phase(len(sizes) + 1))
         except TrainingDiverged:
             raise
@@ -545,6 +626,8 @@ class Trainer:
                 bar.close()
         self._watch('recommender parameters', self._parameters_finite(),
                     len(sizes) + 1)
+        if self._ctx.enabled:  # every rank stops together
+            _dist.all_reduce_min_(self._first_bad)
         self._raise_if_diverged(epoch, len(sizes))
         self._check_loss_growth(epoch, logs.get('loss'))
         return logs
@@ -638,7 +721,10 @@ class Trainer:
     def _train_batch(self, users: Tensor, pos: Tensor, out,
                      sums: Dict, batch: int = 0) -> None:
         """The recommender's step on one batch, then the sampler's."""
-        loss = self.model.loss(users, pos, out.neg_items)
+        # synthetic negatives (MixGCF), only when the output carries them
+        syn = getattr(out, 'neg_embeddings', None)
+        syn = {} if syn is None else {'neg_embeddings': syn}
+        loss = self.model.loss(users, pos, out.neg_items, **syn)
         self._watch('recommender loss', torch.isfinite(loss.detach()), batch)
         if out.log_prob is not None:
             self._watch('sampler log-probability',
@@ -648,7 +734,7 @@ class Trainer:
             self._first_loss = loss.detach()
         if self.track_dynamics:  # on the parameters the step uses
             logs['grad_magnitude'] = self._grad_magnitude(
-                users, pos, out.neg_items)
+                users, pos, out.neg_items, **syn)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -666,12 +752,18 @@ class Trainer:
             sums[k] = sums.get(k, 0.0) + v * n
 
     @torch.no_grad()
-    def _grad_magnitude(self, users: Tensor, pos: Tensor,
-                        neg: Tensor) -> Tensor:
+    def _grad_magnitude(self, users: Tensor, pos: Tensor, neg: Tensor,
+                        neg_embeddings: Optional[Tensor] = None) -> Tensor:
         r"""Mean of :math:`1 - \sigma(f(u,i) - f(u,j))` over the batch's
-        pairs, as a 0-dim tensor."""
-        diff = self.model.score(users, pos.view(-1, 1)) - \
-            self.model.score(users, neg)
+        pairs, as a 0-dim tensor; :math:`f(u, j)` of a synthetic negative
+        (:obj:`neg_embeddings`, pooled by the model's
+        :obj:`layer_embeddings()`) where given."""
+        if neg_embeddings is not None:
+            neg_score = self.model.layer_embeddings().score(
+                users, neg_embeddings)
+        else:
+            neg_score = self.model.score(users, neg)
+        diff = self.model.score(users, pos.view(-1, 1)) - neg_score
         return (1 - torch.sigmoid(diff)).mean()
 
     def _false_negative_delta(self, before: Dict[str, float]
@@ -791,8 +883,8 @@ class Trainer:
                          st['best_epoch'])
                 st['stopped_by'] = 'patience'
             elif self.time_budget is not None and \
-                    epoch < self.max_epochs and \
-                    time.perf_counter() - start >= self.time_budget:
+                    epoch < self.max_epochs and self._rank0_decides(
+                        time.perf_counter() - start >= self.time_budget):
                 log.info('time budget of %.0f s spent after epoch %d (best '
                          '%d)', self.time_budget, epoch, st['best_epoch'])
                 st['stopped_by'] = 'time_budget'
@@ -839,6 +931,13 @@ class Trainer:
                            valid=st['best_valid'], test=test,
                            history=st['history'], sampler_stats=stats,
                            test_by_sparsity=by_group, stopped_by=stopped_by)
+
+    def _rank0_decides(self, flag: bool) -> bool:
+        """Rank 0's :obj:`flag` on every rank (:obj:`flag` itself outside
+        :mod:`torch.distributed`)."""
+        if not self._ctx.enabled:
+            return flag
+        return bool(_dist.broadcast_int(int(flag), self.device))
 
     # ---------------------------------------------------------------- resume
     def _save_state(self, st: Dict[str, Any]) -> None:
