@@ -4,7 +4,7 @@ and ``tests/test_determinism.py`` by being added here), and a check that the
 tests import the package of this working tree."""
 import os
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 import pytest
 import torch
@@ -150,3 +150,41 @@ def make_sampler(sampler_name) -> Callable:
 def sampler_registry() -> Dict[str, Callable]:
     """:data:`SAMPLERS` itself."""
     return SAMPLERS
+
+
+# ------------------------------------------------------- the CLI in-process
+@pytest.fixture
+def train(tmp_path, monkeypatch, caplog):
+    """``train(overrides, output_dir)`` composes ``conf/train.yaml`` of this
+    working tree with :obj:`overrides`, sets the Hydra config as
+    ``kgsampler-train`` does (the run sees the config-group choices) and
+    calls :func:`kgsampler.cli.run` in-process; returns its metrics. The
+    warm-start cache is ``tmp_path/cache``; log records from INFO on are
+    captured (``caplog``); the torch thread count and the Hydra config are
+    restored afterwards."""
+    import logging
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from kgsampler import cli
+    monkeypatch.setenv('KGSAMPLER_CACHE', str(tmp_path / 'cache'))
+    caplog.set_level(logging.INFO)
+    threads = torch.get_num_threads()
+
+    def call(overrides: Sequence[str], output_dir: Path):
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        with initialize_config_dir(
+                config_dir=str(REPO_SRC.parent / 'conf'), version_base='1.3'):
+            cfg = compose('train', overrides=overrides,
+                          return_hydra_config=True)
+        with read_write(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = str(output_dir)
+        HydraConfig.instance().set_config(cfg)
+        with read_write(cfg), open_dict(cfg):
+            del cfg['hydra']
+        return cli.run(cfg, str(output_dir))
+    yield call
+    HydraConfig.instance().cfg = None
+    torch.set_num_threads(threads)

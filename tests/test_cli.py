@@ -1,7 +1,11 @@
-"""End-to-end runs of the ``kgsampler-train`` console script.
+"""Runs of ``kgsampler-train``.
 
-They run the *installed* command from a temporary directory, so they also
-check that the configs ship inside the package."""
+Most call :func:`kgsampler.cli.run` in-process on a config that Hydra
+composes from this working tree's ``conf/`` (fixture ``train`` of
+``conftest.py``), so they test ``src/``. The ones that need a process (a ``-m`` sweep, the packaged
+``+experiment`` recipe with ``kgsampler-report``, ``--help``) run the
+*installed* command from a temporary directory, so they also check that the
+configs ship inside the package."""
 import json
 import os
 import shutil
@@ -13,7 +17,7 @@ import pytest
 
 EXE = shutil.which('kgsampler-train') or str(
     Path(sys.executable).parent / 'kgsampler-train')
-pytestmark = pytest.mark.skipif(
+needs_exe = pytest.mark.skipif(
     not os.path.exists(EXE),
     reason='kgsampler-train is not installed (pip install . first)')
 
@@ -31,9 +35,8 @@ def run(args, cwd):
 
 
 @pytest.mark.parametrize('sampler', ['rns', 'dns', 'randomwalk', 'adversarial'])
-def test_train_writes_metrics(tmp_path, sampler):
-    run([f'sampler={sampler}', *TINY, 'seed=3', f'hydra.run.dir={tmp_path}/run'],
-        cwd=tmp_path)
+def test_train_writes_metrics(tmp_path, train, sampler):
+    train([f'sampler={sampler}', *TINY, 'seed=3'], tmp_path / 'run')
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert list(metrics) == ['dataset', 'sampler', 'recommender',
                              'recommender_class', 'seed', 'monitor',
@@ -60,6 +63,7 @@ def test_train_writes_metrics(tmp_path, sampler):
         assert 'valid_ndcg@20' in h
 
 
+@needs_exe
 def test_multirun_sweep(tmp_path):
     run(['-m', 'sampler=rns,pns', *TINY, 'trainer.max_epochs=1',
          f'hydra.sweep.dir={tmp_path}/sweep'], cwd=tmp_path)
@@ -69,22 +73,20 @@ def test_multirun_sweep(tmp_path):
         {'rns', 'pns'}
 
 
-def test_kgat_folder_and_bad_path(tmp_path):
+def test_kgat_folder_and_bad_path(tmp_path, train):
     data = tmp_path / 'tiny'
     data.mkdir()
     (data / 'train.txt').write_text('0 0 1 2\n1 1 2 3\n2 0 3 4\n')
     (data / 'test.txt').write_text('0 3\n1 4\n2 1\n')
     (data / 'kg_final.txt').write_text('0 0 5\n1 0 5\n2 1 6\n3 1 6\n4 0 5\n')
-    run(['dataset=kgat', f'dataset.path={data}', 'trainer.max_epochs=1',
-         'trainer.progress=false', f'hydra.run.dir={tmp_path}/run'],
-        cwd=tmp_path)
+    train(['dataset=kgat', f'dataset.path={data}', 'trainer.max_epochs=1',
+           'trainer.progress=false'], tmp_path / 'run')
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert metrics['dataset'] == 'tiny'
-    proc = subprocess.run([EXE, 'dataset=kgat', f'dataset.path={tmp_path}/no',
-                           f'hydra.run.dir={tmp_path}/run2'], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    assert f"folder '{tmp_path}/no' not found" in proc.stderr
+    with pytest.raises(Exception) as e:
+        train(['dataset=kgat', f'dataset.path={tmp_path}/no'],
+              tmp_path / 'run2')
+    assert f"folder '{tmp_path}/no' not found" in str(e.value)
 
 
 @pytest.mark.parametrize('override,match', [
@@ -98,33 +100,37 @@ def test_kgat_folder_and_bad_path(tmp_path):
     ('device=gpu', "kgsampler-train: 'device' must be 'cpu', 'cuda', "
      "'cuda:N' or 'auto' (got 'gpu')"),
 ])
-def test_bad_overrides_fail_before_the_warm_start(tmp_path, override, match):
-    proc = subprocess.run(
-        [EXE, *TINY, 'pretrain.epochs=200', 'pretrain.cache=false',
-         'show_paths=1', override, f'hydra.run.dir={tmp_path}/run'],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    assert match in proc.stderr
-    assert 'pretraining the recommender' not in proc.stderr + proc.stdout
+def test_bad_overrides_fail_before_the_warm_start(tmp_path, train, caplog,
+                                                  capsys, override, match):
+    with pytest.raises(Exception) as e:
+        train([*TINY, 'pretrain.epochs=200', 'pretrain.cache=false',
+               'show_paths=1', override], tmp_path / 'run')
+    assert match in str(e.value)
+    assert 'pretraining the recommender' not in caplog.text + \
+        capsys.readouterr().out
 
 
-def test_kgpolicy_pretrain_cache_and_paths(tmp_path):
+def test_kgpolicy_pretrain_cache_and_paths(tmp_path, train, caplog, capsys):
     args = [*TINY, 'trainer.max_epochs=1', 'pretrain.epochs=2', 'show_paths=2',
             'show_paths_users=[0,1]']
-    proc = run([*args, f'hydra.run.dir={tmp_path}/a'], cwd=tmp_path)
-    assert 'pretraining the recommender with RNS' in proc.stderr + proc.stdout
+    train(args, tmp_path / 'a')
+    out = capsys.readouterr().out
+    assert 'pretraining the recommender with RNS' in caplog.text + out
     cached = list((tmp_path / 'cache').glob('pretrain-*.pt'))
     assert len(cached) == 1
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('user ')]
+    lines = [ln for ln in out.splitlines() if ln.startswith('user ')]
     assert len(lines) == 4 and all('=> negative' in ln for ln in lines)
     metrics = json.loads((tmp_path / 'a' / 'metrics.json').read_text())
     assert metrics['sampler'] == 'kgpolicy'
     assert 0.0 <= metrics['sampler_stats']['fallback_rate'] <= 1.0
     # the second run reuses the cached warm start
-    proc = run([*args, f'hydra.run.dir={tmp_path}/b'], cwd=tmp_path)
-    assert 'loaded cached pretrained recommender' in proc.stderr + proc.stdout
+    caplog.clear()
+    train(args, tmp_path / 'b')
+    assert 'loaded cached pretrained recommender' in caplog.text + \
+        capsys.readouterr().out
 
 
+@needs_exe
 def test_experiment_recipe_and_report(tmp_path):
     """The packaged `+experiment=samplers` recipe sweeps samplers x seeds
     (narrowed here on the command line) and kgsampler-report reads it."""
@@ -143,6 +149,7 @@ def test_experiment_recipe_and_report(tmp_path):
     assert (tmp_path / 'sweep' / 'report.csv').is_file()
 
 
+@needs_exe
 def test_help_says_what_the_tool_does(tmp_path):
     proc = subprocess.run([EXE, '--help'], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)

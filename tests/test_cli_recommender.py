@@ -1,5 +1,7 @@
 """Which arguments ``kgsampler-train`` hands a recommender, LightGCN from the
-command line, and a user's own recommender from ``--config-dir``."""
+command line (in-process, fixture ``train`` of ``conftest.py``), and a user's
+own recommender from ``--config-dir`` (the installed console script: what it
+puts on :data:`sys.path` needs a process of its own)."""
 import json
 import os
 import subprocess
@@ -83,14 +85,11 @@ def run(args, cwd, env=None):
     return proc
 
 
-@needs_exe
 @pytest.mark.parametrize('sampler', ['dns', 'kgpolicy'])
-def test_lightgcn_from_the_command_line(tmp_path, sampler):
-    proc = run(['recommender=lightgcn', f'sampler={sampler}', *TINY,
-                'trainer.max_epochs=1', 'pretrain.epochs=1',
-                'recommender.num_layers=2', f'hydra.run.dir={tmp_path}/run'],
-               cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_lightgcn_from_the_command_line(tmp_path, train, sampler):
+    train(['recommender=lightgcn', f'sampler={sampler}', *TINY,
+           'trainer.max_epochs=1', 'pretrain.epochs=1',
+           'recommender.num_layers=2'], tmp_path / 'run')
     metrics = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
     assert metrics['recommender'] == 'lightgcn'
     assert metrics['recommender_class'] == \
