@@ -2,7 +2,9 @@
 from kgsampler.sampler.adversarial import Adversarial, AdversarialOutput
 from kgsampler.sampler.advir import AdvIR
 from kgsampler.sampler.ahns import AHNS
-from kgsampler.sampler.base import EmbeddingScorer, Sampler, SamplerOutput, Scorer
+from kgsampler.sampler.base import (EmbeddingScorer, ModuleSamplerMixin,
+                                    Sampler,
+                                    SamplerOutput, Scorer)
 from kgsampler.sampler.dens import DENS, DENSFactors
 from kgsampler.sampler.dns import DNS
 from kgsampler.sampler.hard_negative import DNSMN, SoftmaxNS
@@ -21,6 +23,7 @@ __all__ = [
     'SamplerOutput',
     'Scorer',
     'EmbeddingScorer',
+    'ModuleSamplerMixin',
     'RNS',
     'PNS',
     'DNS',

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.utils._device import resolve_module_to_args
-from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
-                                    check_update_batch, optimizer_follow)
+from kgsampler.sampler.base import (ModuleSamplerMixin, Sampler,
+                                    SamplerOutput, Scorer,
+                                    check_update_batch)
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _check_numbers(owner, **values) -> None:
             raise ValueError(f"{cls}: '{name}' must be {what} (got {v!r})")
 
 
-class Adversarial(Sampler, torch.nn.Module):
+class Adversarial(ModuleSamplerMixin, Sampler, torch.nn.Module):
     r"""Adversarial negative sampling in the spirit of IRGAN (Wang et al.,
     SIGIR 2017): a generator with its own user and item embeddings
     :math:`\mathbf{p}_u, \mathbf{q}_j` proposes negatives, and is trained to
@@ -134,21 +134,6 @@ class Adversarial(Sampler, torch.nn.Module):
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr,
                                           weight_decay=self.weight_decay)
 
-    def to(self, *args, **kwargs) -> 'Adversarial':
-        r"""Moves the generator (as :meth:`torch.nn.Module.to`) and the
-        sampler's tables (as :meth:`Sampler.to`); so do :meth:`cuda`,
-        :meth:`double` and every other :meth:`torch.nn.Module._apply`."""
-        args, kwargs = resolve_module_to_args(
-            f'{self.__class__.__name__}.to', args, kwargs)
-        torch.nn.Module.to(self, *args, **kwargs)
-        return self
-
-    def _apply(self, fn, *args, **kwargs):
-        torch.nn.Module._apply(self, fn, *args, **kwargs)
-        if hasattr(self, 'optimizer'):  # built
-            Sampler.to(self, self.user_emb.weight.device)
-            optimizer_follow(self.optimizer)
-        return self
 
     def logits(self, users: Tensor, items: Tensor) -> Tensor:
         r"""The generator's logits :math:`\mathbf{p}_u^{\top}\mathbf{q}_j /

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.utils._device import resolve_device
+from kgsampler.utils._device import resolve_device, resolve_module_to_args
 from kgsampler.utils._membership import Membership
 
 
@@ -630,3 +630,40 @@ class Sampler(ABC):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(num_items={self.num_items})'
+
+
+class ModuleSamplerMixin:
+    r"""What a learnable sampler that is also a :class:`torch.nn.Module`
+    shares (list it first: :obj:`class S(ModuleSamplerMixin, Sampler,
+    torch.nn.Module)`): :meth:`to` takes :meth:`torch.nn.Module.to`'s
+    arguments, checked by the package's device resolver, and every
+    :meth:`torch.nn.Module._apply` (:meth:`cuda`, :meth:`cpu`,
+    :meth:`double`, ...) moves the sampler's tables and its optimiser's
+    state after the parameters, once the sampler is built. A subclass says
+    when it is built (:meth:`_built`) and what else follows the parameters
+    (:meth:`_follow_parameters`)."""
+
+    def to(self, *args, **kwargs):
+        r"""Moves the parameters (as :meth:`torch.nn.Module.to`) and the
+        sampler's tables (as :meth:`Sampler.to`); so do :meth:`cuda`,
+        :meth:`cpu`, :meth:`double` and every other
+        :meth:`torch.nn.Module._apply`."""
+        args, kwargs = resolve_module_to_args(
+            f'{self.__class__.__name__}.to', args, kwargs)
+        torch.nn.Module.to(self, *args, **kwargs)
+        return self
+
+    def _apply(self, fn, *args, **kwargs):
+        torch.nn.Module._apply(self, fn, *args, **kwargs)
+        if self._built():
+            self._follow_parameters()
+        return self
+
+    def _built(self) -> bool:
+        return hasattr(self, 'optimizer')
+
+    def _follow_parameters(self) -> None:
+        r"""Puts the sampler's tables on the parameters' device and lets its
+        optimiser's state follow."""
+        Sampler.to(self, next(self.parameters()).device)
+        optimizer_follow(self.optimizer)

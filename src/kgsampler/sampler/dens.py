@@ -9,11 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
-                                    check_update_batch, optimizer_follow)
+from kgsampler.sampler.base import (ModuleSamplerMixin, Sampler,
+                                    SamplerOutput, Scorer,
+                                    check_update_batch)
 from kgsampler.sampler.hard_negative import check_finite
 from kgsampler.utils._checks import positive_int
-from kgsampler.utils._device import resolve_module_to_args
 
 
 @dataclass
@@ -50,7 +50,7 @@ def _k_pair(x: Tensor) -> Tensor:
     return torch.logsumexp(torch.cat([zero, x], dim=-1), dim=-1)
 
 
-class DENS(Sampler, torch.nn.Module):
+class DENS(ModuleSamplerMixin, Sampler, torch.nn.Module):
     r"""Disentangled negative sampling (Lai et al., WSDM 2023,
     "Disentangled Negative Sampling for Collaborative Filtering"): gating
     modules split the positive item's and each candidate's representation
@@ -214,21 +214,9 @@ class DENS(Sampler, torch.nn.Module):
         self.optimizer = torch.optim.Adam(self.parameters(), lr=self.lr,
                                           weight_decay=self.weight_decay)
 
-    def to(self, *args, **kwargs) -> 'DENS':
-        r"""Moves the gates (as :meth:`torch.nn.Module.to`) and the
-        sampler's tables (as :meth:`Sampler.to`)."""
-        args, kwargs = resolve_module_to_args(
-            f'{self.__class__.__name__}.to', args, kwargs)
-        torch.nn.Module.to(self, *args, **kwargs)
-        return self
-
-    def _apply(self, fn, *args, **kwargs):
-        torch.nn.Module._apply(self, fn, *args, **kwargs)
-        if hasattr(self, 'optimizer'):  # built
-            Sampler.to(self, self.user_gate.weight.device)
-            optimizer_follow(self.optimizer)
-            self._sums = self._sums.to(self.user_gate.weight.device)
-        return self
+    def _follow_parameters(self) -> None:
+        super()._follow_parameters()
+        self._sums = self._sums.to(self.user_gate.weight.device)
 
     # ----------------------------------------------------- the recommender
     @staticmethod

@@ -12,12 +12,12 @@ import torch
 from torch import Tensor
 
 from kgsampler.data.csr import UserItemCSR
-from kgsampler.utils._device import resolve_module_to_args
 from kgsampler.sampler import _kgpolicy_graph as kg_graph
 from kgsampler.sampler import _kgpolicy_attention as kg_attention
 from kgsampler.sampler import _kgpolicy_gradient as kg_gradient
 from kgsampler.sampler import _kgpolicy_compile as kg_compile
-from kgsampler.sampler.base import (Sampler, SamplerOutput, Scorer,
+from kgsampler.sampler.base import (ModuleSamplerMixin, Sampler,
+                                    SamplerOutput, Scorer,
                                     check_update_batch, optimizer_follow)
 from kgsampler.utils._softmax import BACKENDS, resolve_backend
 
@@ -159,7 +159,7 @@ class KGPolicyOutput(SamplerOutput):
     narrow.__doc__ = SamplerOutput.narrow.__doc__
 
 
-class KGPolicy(Sampler, torch.nn.Module):
+class KGPolicy(ModuleSamplerMixin, Sampler, torch.nn.Module):
     r"""The knowledge-graph policy network of `"Reinforced Negative Sampling
     over Knowledge Graph for Recommendation"
     <https://arxiv.org/abs/2003.05753>`_ (Wang et al., WWW 2020).
@@ -595,21 +595,8 @@ class KGPolicy(Sampler, torch.nn.Module):
         self._invalidate()
         return out
 
-    def to(self, *args, **kwargs) -> 'KGPolicy':
-        r"""Moves the parameters (as :meth:`torch.nn.Module.to`) and the
-        sampler's tables (as :meth:`Sampler.to`); so do :meth:`cuda`,
-        :meth:`cpu`, :meth:`double` and every other
-        :meth:`torch.nn.Module._apply`."""
-        args, kwargs = resolve_module_to_args(
-            f'{self.__class__.__name__}.to', args, kwargs)
-        torch.nn.Module.to(self, *args, **kwargs)
-        return self
-
-    def _apply(self, fn, *args, **kwargs):
-        torch.nn.Module._apply(self, fn, *args, **kwargs)
-        if getattr(self, '_nbr1', None) is not None:  # built
-            self._follow_parameters()
-        return self
+    def _built(self) -> bool:
+        return getattr(self, '_nbr1', None) is not None
 
     def _follow_parameters(self) -> None:
         r"""Puts the non-parameter tables on the parameters' device and
