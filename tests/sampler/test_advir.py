@@ -4,24 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kgsampler.data.csr import UserItemCSR
 from kgsampler.recommender import APR, MF
 from kgsampler.recommender.base import bpr_l2
 from kgsampler.sampler import Adversarial, AdvIR, EmbeddingScorer
-
-
-@pytest.fixture
-def pos() -> UserItemCSR:
-    r"""Three users over 6 items (x: training positive)::
-
-              i0 i1 i2 i3 i4 i5
-        u0     x  x
-        u1           x
-        u2     x        x  x  x
-    """
-    rows = torch.tensor([0, 0, 1, 2, 2, 2, 2])
-    cols = torch.tensor([0, 1, 2, 0, 3, 4, 5])
-    return UserItemCSR.from_pairs(rows, cols, 3, 6)
 
 
 def make_apr(epsilon=0.5, adv_weight=1.0, reg=0.0, seed=0):
