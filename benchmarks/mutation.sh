@@ -15,7 +15,7 @@
 #
 # Mutated modules (MODULES) and the tests run against them (TESTS; mutmut runs, for each
 # mutant, only the tests that call the mutated function). mutmut 3 does not mutate
-# decorated functions (e.g. evaluate() under @torch.no_grad()), so those are not measured:
+# decorated functions, so evaluate() runs its body in a `with torch.no_grad():` block instead.
 #   membership filter, scatter softmax, evaluation metrics, KGAT reader, RNS/PNS/DNS and the
 #   sampler base class, the KGPolicy walk's masking/attention helpers.
 set -euo pipefail

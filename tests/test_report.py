@@ -28,7 +28,8 @@ def test_paired_t_test():
 
 
 def write_run(root, name, sampler, seed, valid, test, lr='0.001',
-              recommender='mf', recommender_class=None):
+              recommender='mf', recommender_class=None,
+              epoch_seconds=(0.5, 0.7)):
     d = root / name
     (d / '.hydra').mkdir(parents=True)
     (d / '.hydra' / 'overrides.yaml').write_text(
@@ -38,7 +39,7 @@ def write_run(root, name, sampler, seed, valid, test, lr='0.001',
     (d / 'metrics.json').write_text(json.dumps({
         'dataset': 'toy', 'sampler': sampler, 'recommender': recommender,
         **extra, 'seed': seed, 'best_epoch': 1, 'epochs_run': 2,
-        'epoch_seconds': [0.5, 0.7],
+        'epoch_seconds': list(epoch_seconds),
         'history': [{'epoch': e, 'grad_magnitude': 0.5 / e,
                      'false_negative_rate': 0.01 * e} for e in (1, 2)],
         'test_by_sparsity': [{'group': g, 'min_interactions': g,
@@ -92,6 +93,62 @@ def test_command_writes_markdown_and_csv(sweep, tmp_path, capsys):
     assert table in capsys.readouterr().out
     # the sampler's bookkeeping: mean false-negative rate over seeds 1..3
     assert '| 0.00% | 2.00% |' in table
+
+
+def test_time_baseline_and_relative_difference(sweep, tmp_path):
+    for i, seed in enumerate((1, 2, 3)):  # slower: median 1.5 s vs 0.6 s
+        write_run(sweep, f'e{i}', 'srns', seed, 0.11, 0.24,
+                  epoch_seconds=(1.5, 1.5, 0.1))
+    rows = build_rows(load_runs([sweep]), ['trainer.lr'], baseline='dns',
+                      time_baseline='rns')
+    by = {r.sampler: r for r in rows}
+    assert by['srns'].time_row is by['rns'] and by['rns'].time_row is by['rns']
+    assert by['srns'].baseline_row is by['dns']
+    assert by['dns'].baseline_row is None
+    table = report([str(sweep), '--select', 'trainer.lr', '--baseline', 'dns',
+                    '--time-baseline', 'rns', '--metrics', 'ndcg@20',
+                    '--out', str(tmp_path / 'rep')])
+    header = table.splitlines()[0]
+    assert 'test vs dns' in header and 's/epoch / rns' in header
+    assert 'test recall@20' not in header and 'test ndcg@20' in header
+    # srns 0.24 against dns (lr 0.005) 0.10: +140%; 1.5 s / 0.6 s = 2.5x
+    srns = next(line for line in table.splitlines() if '| srns |' in line)
+    assert '| +140.0% |' in srns and '| 2.50x |' in srns
+    rns = next(line for line in table.splitlines() if '| rns |' in line)
+    assert '| 1.00x |' in rns
+
+
+def test_baseline_recommender_maps_a_method_that_changes_the_model(sweep):
+    for i, seed in enumerate((1, 2, 3)):  # AdvIR trains APR, not MF
+        write_run(sweep, f'f{i}', 'advir', seed, 0.11, 0.26 + 0.02 * i,
+                  recommender='apr')
+    rows = build_rows(load_runs([sweep]), ['trainer.lr'], baseline='rns')
+    advir = next(r for r in rows if r.sampler == 'advir')
+    assert advir.baseline_row is None and not advir.p_values
+    rows = build_rows(load_runs([sweep]), ['trainer.lr'], baseline='rns',
+                      time_baseline='rns',
+                      baseline_recommender={'apr': 'mf'})
+    advir = next(r for r in rows if r.sampler == 'advir')
+    assert advir.baseline_row.sampler == 'rns'
+    assert advir.baseline_row.recommender == 'mf'
+    assert advir.time_row is advir.baseline_row
+    # advir - rns (lr 0.001) by seed: +0.06, +0.07, +0.08
+    t = 0.07 / (0.01 / math.sqrt(3))
+    assert advir.p_values['ndcg@20'] == pytest.approx(
+        1 - t / math.sqrt(t * t + 2), rel=1e-6)
+
+
+@pytest.mark.parametrize('args,match', [
+    (['--baseline-recommender', 'apr'], r"expected REC=BASE \(got 'apr'\)"),
+    (['--baseline-recommender', '=mf'], r"expected REC=BASE \(got '=mf'\)"),
+    (['--metrics', 'ndcg@10'], r"no run recorded the test metrics "
+                               r"\['ndcg@10'\]"),
+])
+def test_bad_arguments(sweep, args, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        report([str(sweep)] + args)
+    assert e.value.code == 2
+    assert __import__('re').search(match, capsys.readouterr().err)
 
 
 def test_setting_names_only_overridden_keys(sweep):
@@ -269,7 +326,7 @@ def test_metrics_and_monitor_discovered_from_the_runs(ks_sweep, tmp_path):
                     'rns', '--out', str(tmp_path / 'rep')])
     header = table.splitlines()[0]
     assert ('| n | valid ndcg@50 | test recall@10 | test recall@50 | '
-            'test ndcg@10 | test ndcg@50 | epochs |') in header
+            'test ndcg@10 | test ndcg@50 | test vs rns | epochs |') in header
     assert '@20' not in table
     dns = next(ln for ln in table.splitlines() if '| dns |' in ln)
     cells = [c.strip() for c in dns.strip('|').split('|')]

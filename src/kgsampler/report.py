@@ -14,7 +14,11 @@ dataset x sampler x recommender; the test split is never used to choose. Each
 row gives mean, standard deviation and count over seeds and, against
 ``--baseline`` (the same dataset and recommender's run of that sampler), a
 two-sided paired t-test over the seeds both have (the paper marks
-p < 0.05). The Markdown table is printed and written with a CSV next to it;
+p < 0.05) and the relative difference of the mean test monitor metric;
+``--baseline-recommender apr=mf`` takes the baselines of one recommender
+choice for another's rows (a sampler that changes the model),
+``--time-baseline rns`` adds each row's median epoch time over that
+sampler's, and ``--metrics`` narrows the test columns. The Markdown table is printed and written with a CSV next to it;
 ``--plots`` draws the per-epoch training dynamics and the per-sparsity-group
 test metric; ``--html PAGE`` writes one self-contained page with the tables
 (and, with ``--plots``, the figures embedded).
@@ -223,6 +227,10 @@ class Row:
     p_values: Dict[str, float] = field(default_factory=dict)
     recommender_class: Optional[str] = None
     monitor: Optional[str] = None
+    #: the row it was tested against (``--baseline``), if any
+    baseline_row: Optional['Row'] = None
+    #: the row its epoch time is divided by (``--time-baseline``), if any
+    time_row: Optional['Row'] = None
 
     def values(self, split: str, metric: str) -> List[float]:
         return [_num(r.metrics[split].get(metric)) for r in self.runs]
@@ -240,7 +248,10 @@ def _group_monitor(runs: Sequence[Run], monitor: Optional[str]) -> \
 def build_rows(runs: List[Run], select: Sequence[str] = (),
                monitor: Optional[str] = None,
                baseline: Optional[str] = None,
-               keep_all: bool = False) -> List[Row]:
+               keep_all: bool = False,
+               time_baseline: Optional[str] = None,
+               baseline_recommender: Optional[Dict[str, str]] = None
+               ) -> List[Row]:
     """Groups runs, keeps the best :obj:`select` setting per group on the
     validation :obj:`monitor` (every setting with :obj:`keep_all`), and adds
     paired p-values against :obj:`baseline` (matched by seed) for every
@@ -250,6 +261,17 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
         monitor (str, optional): Validation metric for the selection; with
             :obj:`None`, the one the runs were trained with
             (:func:`run_monitor`, the most common in a group).
+            (default: :obj:`None`)
+        baseline (str, optional): Sampler every row is tested against, in
+            the same dataset and recommender (choice and class).
+            (default: :obj:`None`)
+        time_baseline (str, optional): Sampler whose median epoch time
+            each row's is divided by (:obj:`Row.time_row`), matched like
+            :obj:`baseline`. (default: :obj:`None`)
+        baseline_recommender (dict, optional): Recommender choice ->
+            the choice whose baseline rows it is compared with, for a
+            method that changes the recommender, e.g. :obj:`{"apr":
+            "mf"}` (AdvIR trains APR, an MF with adversarial training).
             (default: :obj:`None`)
     """
     metrics = discover_metrics(runs)
@@ -271,20 +293,37 @@ def build_rows(runs: List[Run], select: Sequence[str] = (),
     rows = [row for _, row in best.values()]
     rows.sort(key=lambda r: (r.dataset, r.recommender,
                              r.recommender_class or '', r.sampler, r.setting))
-    if baseline is not None:  # with keep_all: the best baseline setting
-        base = {}
+    mapped = dict(baseline_recommender or {})
+
+    def references(sampler: str) -> Dict[Tuple, Row]:
+        # with keep_all: the best setting of the reference sampler
+        ref: Dict[Tuple, Tuple[float, Row]] = {}
         for r in rows:
-            if r.sampler == baseline:
+            if r.sampler == sampler:
                 k = (r.dataset, r.recommender, r.recommender_class)
                 score = _score(r.runs, r.monitor)
-                if k not in base or score > base[k][0]:
-                    base[k] = (score, r)
-        base = {k: v[1] for k, v in base.items()}
+                if k not in ref or score > ref[k][0]:
+                    ref[k] = (score, r)
+        return {k: v[1] for k, v in ref.items()}
+
+    def lookup(ref: Dict[Tuple, Row], row: Row) -> Optional[Row]:
+        if row.recommender in mapped:  # any class of the mapped choice
+            found = [v for k, v in ref.items() if k[0] == row.dataset
+                     and k[1] == mapped[row.recommender]]
+            return found[0] if len(found) == 1 else None
+        return ref.get((row.dataset, row.recommender, row.recommender_class))
+
+    if time_baseline is not None:
+        ref = references(time_baseline)
         for row in rows:
-            ref = base.get((row.dataset, row.recommender,
-                            row.recommender_class))
+            row.time_row = lookup(ref, row)
+    if baseline is not None:
+        base = references(baseline)
+        for row in rows:
+            ref = lookup(base, row)
             if ref is None or ref is row:
                 continue
+            row.baseline_row = ref
             by_seed = {r.metrics['seed']: r for r in ref.runs}
             pairs = [(r, by_seed[r.metrics['seed']]) for r in row.runs
                      if r.metrics['seed'] in by_seed]
@@ -323,20 +362,49 @@ def _cell(xs: List[float]) -> Optional[str]:
     return f'{m:.4f} ± {sd:.4f}'
 
 
-def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
+def _epoch_seconds(row: Row) -> List[float]:
+    return [s for r in row.runs for s in r.metrics.get('epoch_seconds', [])]
+
+
+def _relative(row: Row, ref: Optional[Row]) -> str:
+    """``+x.x%``: the row's mean test monitor metric against :obj:`ref`'s
+    (the row's own monitor), or ``-``."""
+    if ref is None or row.monitor is None:
+        return '-'
+    a, b = row.values('test', row.monitor), ref.values('test', row.monitor)
+    if not a or not b or not all(map(math.isfinite, a + b)):
+        return '-'
+    mb = statistics.fmean(b)
+    return f'{100 * (statistics.fmean(a) / mb - 1):+.1f}%' if mb else '-'
+
+
+def to_table(rows: List[Row], metrics: Optional[Sequence[str]] = None
+             ) -> Tuple[List[str], List[List[str]]]:
     """Header and cells of the report: the validation monitor of the rows
     (one column per distinct monitor) and every test metric the rows'
     runs recorded, as mean ± std (with the p-value against the baseline
     where there is one); a metric missing in any run of a row is
     :obj:`-`."""
-    metrics = discover_metrics([r for row in rows for r in row.runs])
+    found = discover_metrics([r for row in rows for r in row.runs])
+    if metrics:  # the named ones, in the order given
+        unknown = [m for m in metrics if m not in found]
+        if unknown:
+            raise ValueError(f"kgsampler-report: no run recorded the test "
+                             f"metrics {unknown} (got {found})")
+    metrics = list(metrics) if metrics else found
     monitors = sorted({row.monitor for row in rows if row.monitor},
                       key=metric_order)
+    base = next((row.baseline_row.sampler for row in rows
+                 if row.baseline_row is not None), None)
+    tref = next((row.time_row.sampler for row in rows
+                 if row.time_row is not None), None)
     header = ['dataset', 'sampler', 'recommender', 'recommender class',
               'setting', 'n'] + [f'valid {m}' for m in monitors] + [
-                  f'test {m}' for m in metrics] + [
-                  'epochs', 's/epoch'] + [k.replace('_', ' ')
-                                          for k in STATS]
+                  f'test {m}' for m in metrics] + (
+                  [f'test vs {base}'] if base else []) + [
+                  'epochs', 's/epoch'] + (
+                  [f's/epoch / {tref}'] if tref else []) + [
+                  k.replace('_', ' ') for k in STATS]
     cells = []
     for row in rows:
         line = [row.dataset, row.sampler, row.recommender,
@@ -352,12 +420,18 @@ def to_table(rows: List[Row]) -> Tuple[List[str], List[List[str]]]:
             if p is not None and not math.isnan(p):
                 cell += f' (p={p:.3f}{"*" if p < 0.05 else ""})'
             line.append(cell)
+        if base:  # relative difference of mean test monitor metric
+            line.append(_relative(row, row.baseline_row))
         epochs = [_num(r.metrics.get('epochs_run')) for r in row.runs]
         epochs = [e for e in epochs if math.isfinite(e)]
-        secs = [s for r in row.runs for s in r.metrics.get('epoch_seconds',
-                                                             [])]
+        secs = _epoch_seconds(row)
         line.append(f'{statistics.fmean(epochs):.0f}' if epochs else '-')
         line.append(f'{statistics.median(secs):.2f}' if secs else '-')
+        if tref:
+            ref = _epoch_seconds(row.time_row) if row.time_row else []
+            line.append(f'{statistics.median(secs) / statistics.median(ref):.2f}x'
+                        if secs and ref and statistics.median(ref) > 0
+                        else '-')
         for k in STATS:  # the sampler's own bookkeeping, mean over runs
             vals = [r.metrics.get('sampler_stats', {}).get(k)
                     for r in row.runs]
@@ -545,6 +619,16 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
                    help='list every --select setting, not only the chosen')
     p.add_argument('--baseline', default=None,
                    help='sampler to test against (paired t-test by seed)')
+    p.add_argument('--metrics', nargs='*', default=[], metavar='METRIC',
+                   help='test metrics shown, e.g. ndcg@20 recall@20 '
+                   '(default: every one the runs recorded)')
+    p.add_argument('--time-baseline', default=None, metavar='SAMPLER',
+                   help="add each row's median epoch time over this "
+                   "sampler's (same dataset and recommender), e.g. rns")
+    p.add_argument('--baseline-recommender', nargs='*', default=[],
+                   metavar='REC=BASE',
+                   help='compare rows of recommender choice REC with the '
+                   'baselines of BASE, e.g. apr=mf (AdvIR trains APR)')
     p.add_argument('--plots', type=Path, default=None,
                    help='write dynamics_<dataset>.png and '
                    'sparsity_<dataset>.png (and .md) into this folder')
@@ -571,9 +655,19 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
                              f'{p} {why}' for p, why in skipped) + ')'
                             if skipped else ''))
     runs = filter_runs(runs, args.where)
+    mapped = {}
+    for item in args.baseline_recommender:
+        rec, sep, ref = item.partition('=')
+        if not sep or not rec or not ref:
+            p.error(f"argument --baseline-recommender: expected REC=BASE "
+                    f"(got {item!r})")
+        mapped[rec] = ref
     rows = build_rows(runs, args.select, args.monitor, args.baseline,
-                      args.all)
-    header, cells = to_table(rows)
+                      args.all, args.time_baseline, mapped)
+    try:
+        header, cells = to_table(rows, args.metrics)
+    except ValueError as e:
+        p.error(str(e))
     table = markdown(header, cells)
     out = args.out if args.out is not None else args.dirs[0] / 'report'
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -581,6 +675,14 @@ def report(argv: Optional[Sequence[str]] = None) -> str:
     note = (f'{len(runs)} runs; test metrics mean ± std over seeds'
             + (f'; p: paired t-test against {args.baseline} (* p < 0.05)'
                if args.baseline else '')
+            + (f'; test vs {args.baseline}: relative difference of mean test '
+               f'{args.monitor or "trainer.monitor"}' if args.baseline else '')
+            + ('; baselines of ' + ', '.join(f'{k} from {v}'
+                                             for k, v in mapped.items())
+               if mapped else '')
+            + (f'; s/epoch / {args.time_baseline}: median epoch seconds over '
+               f'that sampler\'s (runs in separate processes: noisy)'
+               if args.time_baseline else '')
             + (f'; {", ".join(args.select)} chosen on validation '
                f'{args.monitor or "trainer.monitor"}'
                if args.select and not args.all else ''))

@@ -172,6 +172,85 @@ def test_errors():
         evaluate(lambda u: torch.zeros(u.numel(), 2), test)
 
 
+@pytest.fixture
+def five_users():
+    r"""Five users, eight items, random scores; user 2 has no test item.
+
+    test: u0 {1, 4}, u1 {0}, u2 {}, u3 {2, 5, 7}, u4 {6}
+    """
+    scores = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    test = torch.zeros(5, 8, dtype=torch.bool)
+    for u, items in {0: [1, 4], 1: [0], 3: [2, 5, 7], 4: [6]}.items():
+        test[u, items] = True
+    return scores, csr(test)
+
+
+def test_users_subset_matches_the_full_run(five_users):
+    scores, test = five_users
+    full = evaluate(lambda u: scores[u], test, ks=[3], kgat_ndcg=True,
+                    per_user=True)
+    assert full['users'].tolist() == [0, 1, 3, 4]
+    sub = evaluate(lambda u: scores[u], test, ks=[3], kgat_ndcg=True,
+                   per_user=True, users=torch.tensor([1, 4]))
+    assert sub['num_users'] == 2 and sub['users'].tolist() == [1, 4]
+    for key, v in full['per_user'].items():
+        assert torch.equal(sub['per_user'][key], v[[1, 3]]), key
+        assert sub[key] == pytest.approx(float(v[[1, 3]].mean()))
+    # no users at all: every mean is 0, nothing is scored
+    calls = []
+    empty = evaluate(lambda u: calls.append(u) or scores[u], test, ks=[3],
+                     users=torch.empty(0, dtype=torch.long))
+    assert empty['num_users'] == 0 and calls == []
+    assert {k: v for k, v in empty.items() if k != 'num_users'} == {
+        f'{m}@3': 0.0 for m in ('recall', 'precision', 'hit', 'ndcg')}
+
+
+@pytest.mark.parametrize('users,error,match', [
+    (torch.tensor([0., 1.]), TypeError, r"'users' must be None or a 1-dim "
+     r"torch.long tensor \(got torch.float32\)"),
+    (torch.tensor([[0, 1]]), TypeError, r"1-dim torch.long tensor \(got "
+     r"torch.int64\)"),
+    ([0, 1], TypeError, r"1-dim torch.long tensor \(got <class 'list'>\)"),
+    (torch.tensor([-1, 0]), ValueError, r"'users' must hold ids of users "
+     r"with at least one ground-truth item \(got \[-1, 0\]\)"),
+    (torch.tensor([0, 5]), ValueError, r"at least one ground-truth item "
+     r"\(got \[0, 5\]\)"),
+    (torch.tensor([0, 2]), ValueError, r"\(got \[0, 2\]\)"),  # u2: none
+    (torch.tensor([0, 1, 3, 4, 0, 1, 3, 4, 0, 1, 2]), ValueError,
+     r"\(got \[0, 1, 3, 4, 0, 1, 3, 4, 0, 1\]\)$"),  # first 10 ids shown
+])
+def test_users_errors(five_users, users, error, match):
+    scores, test = five_users
+    with pytest.raises(error, match=match):
+        evaluate(lambda u: scores[u], test, users=users)
+
+
+def test_valid_users_at_the_edges(five_users):
+    # ids 0 and num_rows - 1 are valid
+    scores, test = five_users
+    res = evaluate(lambda u: scores[u], test, users=torch.tensor([0, 4]))
+    assert res['num_users'] == 2
+
+
+def test_defaults_and_batches(five_users):
+    scores, test = five_users
+    res = evaluate(lambda u: scores[u], test)
+    assert set(res) == {'recall@20', 'precision@20', 'hit@20', 'ndcg@20',
+                        'num_users'}  # no ndcg_kgat, no per-user tensors
+    sizes = []
+    evaluate(lambda u: sizes.append(u.numel()) or scores[u], test,
+             batch_size=3)
+    assert sizes == [3, 1]
+    # the default batch of 4096 users: 4097 users are scored in two calls
+    truth = torch.zeros(4097, 2, dtype=torch.bool)
+    truth[:, 0] = True
+    big = csr(truth)
+    sizes = []
+    evaluate(lambda u: sizes.append(u.numel()) or torch.zeros(u.numel(), 2),
+             big)
+    assert sizes == [4096, 1]
+
+
 # ------------------------------------------ PyG's LinkPred metrics agree
 def pyg_metrics(scores, gt, exclude, ks):
     r"""recall/precision/hit/NDCG@K from :mod:`torch_geometric.metrics`
