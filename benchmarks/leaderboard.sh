@@ -59,8 +59,8 @@ results=${RESULTS:-benchmarks/results/leaderboard_$name-$rec.md}
 {
   echo "# Sampler leaderboard: $name, $rec"
   echo
-  echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src conf || echo ' plus uncommitted changes'), $(getconf _NPROCESSORS_ONLN) cores, one thread a run."
-  echo "Command: \`bash benchmarks/leaderboard.sh $name $rec\` (seeds $seeds${ENTRIES:+, entries $ENTRIES}${EXTRA:+, $EXTRA});"
+  echo "Report written $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src conf || echo ' plus uncommitted changes'), $(getconf _NPROCESSORS_ONLN) cores, one thread a run."
+  echo "Command: \`${ENTRIES:+ENTRIES=$ENTRIES }${EXTRA:+EXTRA='$EXTRA' }SEEDS=$seeds bash benchmarks/leaderboard.sh $name $rec\`;"
   echo "settings: $data. Each sampler's knob (conf/leaderboard/) chosen on mean validation NDCG@20;"
   echo "test once at the selected epoch. 'false negative rate': share of negatives that are validation positives."
   echo
