@@ -18,9 +18,10 @@ p < 0.05) and the relative difference of the mean test monitor metric;
 ``--baseline-recommender apr=mf`` takes the baselines of one recommender
 choice for another's rows (a sampler that changes the model),
 ``--time-baseline rns`` adds each row's median epoch time over that
-sampler's, and ``--metrics`` narrows the test columns. The Markdown table is printed and written with a CSV next to it;
-``--plots`` draws the per-epoch training dynamics and the per-sparsity-group
-test metric; ``--html PAGE`` writes one self-contained page with the tables
+sampler's, and ``--metrics`` narrows the test columns. The Markdown table
+is printed and written with a CSV next to it; ``--plots`` draws the
+per-epoch training dynamics and the per-sparsity-group test metric;
+``--html PAGE`` writes one self-contained page with the tables
 (and, with ``--plots``, the figures embedded).
 
 The metrics and cut-offs K are those the runs recorded (a sweep with
