@@ -47,6 +47,12 @@ TESTS=(
   tests/sampler/test_random_walk.py
   tests/sampler/test_kgpolicy.py
 )
+# Tests that cannot pass under mutmut, deselected: its trampolines add a stack frame to every call
+# into a mutated module, so a warning's stacklevel points one frame short (stack levels are
+# therefore not measured here; the test checks them in the normal suite).
+DESELECT=(
+  tests/data/test_data_kgat_columns.py::test_duplicate_warning_points_at_the_caller
+)
 if [ -n "${MUT_MODULES:-}" ]; then read -r -a MODULES <<< "$MUT_MODULES"; fi
 if [ -n "${MUT_TESTS:-}" ]; then read -r -a TESTS <<< "$MUT_TESTS"; fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONHASHSEED=0
@@ -75,7 +81,7 @@ cat >> pyproject.toml <<EOF
 source_paths = ["src/"]
 only_mutate = $(toml_list "${MODULES[@]}")
 also_copy = ["conf/"]
-pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]
+pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"$(for t in "${DESELECT[@]}"; do printf ', "--deselect", "%s"' "$t"; done)]
 pytest_add_cli_args_test_selection = $(toml_list "${TESTS[@]}")
 EOF
 fi
