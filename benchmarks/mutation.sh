@@ -41,11 +41,13 @@ TESTS=(
   tests/train/test_evaluate.py
   tests/data/test_data_kgat.py
   tests/data/test_data_kgat_columns.py
+  tests/data/test_data_kgat_errors.py
   tests/sampler/test_samplers.py
   tests/sampler/test_sampler_properties.py
   tests/sampler/test_sampler_base.py
   tests/sampler/test_random_walk.py
   tests/sampler/test_kgpolicy.py
+  tests/sampler/test_kgpolicy_attention.py
 )
 # Tests that cannot pass under mutmut, deselected: its trampolines add a stack frame to every call
 # into a mutated module, so a warning's stacklevel points one frame short (stack levels are

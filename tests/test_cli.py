@@ -161,3 +161,29 @@ def test_help_says_what_the_tool_does(tmp_path):
                   'sampler: adversarial, advir, ahns, dens, dns', 'dataset: amazon-book'):
         assert group in out
     assert 'kgsampler-report' in out and 'docs/usage.md' in out
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / 'conf'
+
+
+@pytest.mark.parametrize('recipe,path,expect', [
+    ('lastfm', '../shared/datasets/lastfm',
+     {'trainer.lr': 5e-3, 'trainer.weight_decay': 1e-5, 'recommender.reg': 1e-2}),
+    ('ml-1m', '../shared/datasets/ml-1m',
+     {'trainer.lr': 1e-3, 'trainer.weight_decay': 0.0, 'recommender.reg': 1e-2}),
+    ('amazon-book', '../shared/datasets/amazon-book',
+     {'trainer.lr': 1e-3, 'trainer.weight_decay': 0.0, 'recommender.reg': 1e-3}),
+])
+def test_dataset_recipes_compose(recipe, path, expect):
+    """Each per-dataset recipe of ``conf/experiment/`` composes, reads the
+    shared KGAT folder it names and sets the values chosen on validation
+    (``benchmarks/results/recbole_yardstick.md``)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base='1.3'):
+        cfg = compose('train', overrides=[f'+experiment={recipe}',
+                                          'sampler=rns'])
+    assert cfg.dataset._target_ == 'kgsampler.data.KGRecDataset.from_kgat'
+    assert cfg.dataset.path == path
+    for key, value in expect.items():
+        assert OmegaConf.select(cfg, key) == pytest.approx(value), key
