@@ -23,6 +23,16 @@ needs_exe = pytest.mark.skipif(
 
 TINY = ['dataset.num_users=200', 'dataset.num_items=150', 'num_threads=1',
         'trainer.max_epochs=2', 'trainer.progress=false']
+CONF = Path(__file__).resolve().parents[1] / 'conf'
+
+
+def compose(overrides):
+    """``conf/train.yaml`` of this working tree composed with
+    :obj:`overrides` (no Hydra run, no output folder)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    with initialize_config_dir(config_dir=str(CONF), version_base='1.3'):
+        return hydra_compose('train', overrides=list(overrides))
 
 
 def run(args, cwd):
@@ -163,8 +173,6 @@ def test_help_says_what_the_tool_does(tmp_path):
     assert 'kgsampler-report' in out and 'docs/usage.md' in out
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / 'conf'
-
 
 @pytest.mark.parametrize('recipe,path,expect', [
     ('lastfm', '../shared/datasets/lastfm',
@@ -178,11 +186,8 @@ def test_dataset_recipes_compose(recipe, path, expect):
     """Each per-dataset recipe of ``conf/experiment/`` composes, reads the
     shared KGAT folder it names and sets the values chosen on validation
     (``benchmarks/results/recbole_yardstick.md``)."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base='1.3'):
-        cfg = compose('train', overrides=[f'+experiment={recipe}',
-                                          'sampler=rns'])
+    cfg = compose([f'+experiment={recipe}', 'sampler=rns'])
     assert cfg.dataset._target_ == 'kgsampler.data.KGRecDataset.from_kgat'
     assert cfg.dataset.path == path
     for key, value in expect.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import EXE, TINY, needs_exe
+from test_cli import EXE, TINY, compose, needs_exe
 
 CONF = Path(__file__).resolve().parents[1] / 'conf'
 ENTRIES = sorted(p.stem for p in (CONF / 'leaderboard').glob('*.yaml'))
@@ -20,13 +20,6 @@ EXPECTED = {
     'advir': ('AdvIR', 'APR'), 'nmrn': ('NMRN', 'MF'), 'dens': ('DENS', 'MF'),
     'kgpolicy': ('KGPolicy', 'MF'), 'mixgcf': ('MixGCF', 'MF'),
 }
-
-
-def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    with initialize_config_dir(config_dir=str(CONF), version_base='1.3'):
-        return hydra_compose('train', overrides=overrides)
 
 
 def test_every_sampler_has_an_entry():

@@ -23,6 +23,7 @@ from kgsampler.utils import _io
 from kgsampler.utils._io import (AtomicWriteError, atomic_json_dump,
                                  atomic_torch_save, atomic_write_text,
                                  json_safe)
+from test_cli import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / 'conf'
@@ -55,13 +56,6 @@ def blocks():
                                       cols[:, a:b].reshape(-1), 20, 20)
     return SimpleNamespace(num_users=20, num_items=20, train_pos=split(0, 5),
                            valid_pos=split(5, 6), test_pos=split(6, 8))
-
-
-def compose(overrides):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    with initialize_config_dir(config_dir=str(CONF), version_base='1.3'):
-        return hydra_compose(config_name='train', overrides=list(overrides))
 
 
 def run_cli(overrides, out_dir):

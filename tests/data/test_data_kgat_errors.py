@@ -105,11 +105,10 @@ def test_extension_warning_names_the_whole_path(make_kgat):
 
 # --- the line a message points at ----------------------------------------
 
-@pytest.mark.parametrize('text,why', [
-    ('0 1\n0 x 1\n', 'a bad byte later'),
-    ('0 1\n0 99999999999999999999 1\n', 'an int64 overflow later'),
-])
-def test_first_bad_line_wins(tmp_path, text, why):
+@pytest.mark.parametrize('text', [
+    '0 1\n0 x 1\n', '0 1\n0 99999999999999999999 1\n',
+], ids=['a bad byte later', 'an int64 overflow later'])
+def test_first_bad_line_wins(tmp_path, text):
     # line 1 has two columns: it is reported, not the later problem
     raises_on(tmp_path, 'kg_final.txt', text, read_kg,
               r"line 1: expected 3 columns \(got 2: '0 1'\)")
