@@ -18,7 +18,7 @@ backward, and the same CSR with the symmetric backward of
 
 Part 2 trains each recommender of --recommenders, built from its packaged
 ``conf/recommender/<name>.yaml`` defaults as the CLI builds it, with RNS,
-batch 1024, --epochs epochs each (the trainer's ``train_epoch``, auxiliary
+batch 1024 (--batch-size), --epochs epochs each (the trainer's ``train_epoch``, auxiliary
 phase included, evaluation excluded; dynamics tracking off, as in
 bench_speed.py), then one full-ranking evaluation of the test split, and
 prints the ratio of its mean epoch time to MF's beside RecBole 1.2.1's
@@ -109,7 +109,7 @@ def build(name: str, ds):
         **recommender_args(cfg["_target_"], ds))
 
 
-def epochs(ds, num_epochs: int, names):
+def epochs(ds, num_epochs: int, names, batch_size: int = 1024):
     from kgsampler import RNS, Trainer
     print(f'\n{"recommender":12s} {"epoch s (each)":>24s} {"mean s":>8s} '
           f'{"eval s":>7s} {"/ MF":>6s} {"RecBole / BPR":>14s}')
@@ -117,7 +117,7 @@ def epochs(ds, num_epochs: int, names):
     for name in names:
         torch.manual_seed(0)
         model = build(name, ds)
-        trainer = Trainer(model, RNS(ds.train_pos), ds, batch_size=1024,
+        trainer = Trainer(model, RNS(ds.train_pos), ds, batch_size=batch_size,
                           progress=False, track_dynamics=False)
         times = []
         for e in range(num_epochs):
@@ -147,6 +147,8 @@ def main():
                    'ripplenet,kgat', help='comma-separated config names '
                    '(mf first: the ratios are to it)')
     p.add_argument('--skip-propagation', action='store_true')
+    p.add_argument('--batch-size', type=int, default=1024,
+                   help='training batch of part 2 (default 1024; RecBole trains at 2048)')
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from kgsampler import KGRecDataset
@@ -156,7 +158,7 @@ def main():
            f'{args.threads} thread(s), CPU')
     if not args.skip_propagation:
         propagation(ds, args.repeat)
-    epochs(ds, args.epochs, args.recommenders.split(','))
+    epochs(ds, args.epochs, args.recommenders.split(','), args.batch_size)
 
 
 if __name__ == '__main__':

@@ -6,6 +6,8 @@
 # (trainer.track_test) only to report the released protocol (best test epoch) apart.
 # Usage: bash benchmarks/kgpolicy_verdict.sh lastfm|ml-1m|amazon-book [part]; one thread a run.
 # amazon-book runs under a stated budget, one seed (see _kgpolicy_settings.sh).
+# OUT=folder replaces multirun/verdict/$name; EXTRA='key=value ...' adds overrides to every run, e.g.
+# seeds in parallel into one folder: SEEDS=2 EXTRA='hydra.sweep.subdir=s${seed}_${hydra.job.num}'
 # Then: kgsampler-report multirun/verdict/$name/* --select <the swept keys> --baseline dns
 set -euo pipefail
 name=$1; part=${2:-all}
@@ -15,9 +17,10 @@ export KGSAMPLER_CACHE=multirun/verdict/cache
 # by LightGCN's scores), into multirun/verdict/$name-lightgcn
 rec=${RECOMMENDER:-mf}
 out=multirun/verdict/$name; [[ $rec != mf ]] && out=multirun/verdict/$name-$rec
+out=${OUT:-$out}
 patience=10; [[ $name == amazon-book ]] && patience=2
 common="dataset=kgat dataset.path=../shared/datasets/$name recommender=$rec $data seed=$seeds num_threads=1 \
-  trainer.progress=false trainer.patience=$patience trainer.track_test=true"
+  trainer.progress=false trainer.patience=$patience trainer.track_test=true ${EXTRA:-}"
 # released rule: argmax hop 1, top-32 by attention then the recommender's argmax; 64 sampled
 # neighbours and 64 random items, no pruning (as the released adjacency)
 released="sampler.selection=recommender_max sampler.pool_size=32 sampler.n2=64 sampler.num_random=64"

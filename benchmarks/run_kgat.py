@@ -33,6 +33,9 @@ def main():
     p.add_argument('--mess-dropout', type=float, default=0.1)
     p.add_argument('--reg', type=float, default=1e-5)
     p.add_argument('--aggregator', default='bi')
+    p.add_argument('--layers', default='64,32,16',
+                   help="KGAT's layer sizes, comma-separated (default the released 64,32,16; "
+                        "RecBole's default is 64)")
     p.add_argument('--kg-steps', type=int, default=None)
     p.add_argument('--kg-batch-size', type=int, default=2048)
     p.add_argument('--max-epochs', type=int, default=200)
@@ -62,7 +65,8 @@ def main():
 
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
-    model = KGAT(ds, mess_dropout=args.mess_dropout, reg=args.reg,
+    layers = [int(x) for x in args.layers.split(',')]
+    model = KGAT(ds, layer_sizes=layers, mess_dropout=args.mess_dropout, reg=args.reg,
                  aggregator=args.aggregator, kg_steps=args.kg_steps,
                  kg_batch_size=args.kg_batch_size)
     build = time.perf_counter() - t0
