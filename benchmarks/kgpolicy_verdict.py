@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def load(folder: Path):
     groups = defaultdict(list)
     for path in sorted(folder.rglob('metrics.json')):
         m = json.loads(path.read_text())
+        if m.get('status', 'completed') != 'completed':  # running, interrupted, diverged
+            print(f'skipped ({m.get("status")}): {path}', file=sys.stderr)
+            continue
         over = {}
         ofile = path.parent / '.hydra' / 'overrides.yaml'
         for line in ofile.read_text().splitlines() if ofile.is_file() else []:
@@ -107,6 +111,15 @@ def main():
             f'{ms([r["test"]["recall@20"] for r in runs])} | '
             f'{mean([r["best_epoch"] for r in runs], "{:.1f}")} | {upd} | {ent} | '
             f'{per} | {fn} | {mean(secs)} | {ms(best_test)} |')
+    # test NDCG@20 of every run by seed, for pairing with runs kept elsewhere
+    all_seeds = sorted({r['seed'] for runs in groups.values() for r in runs})
+    lines += ['', 'Test NDCG@20 by seed:', '',
+              '| variant | setting | ' + ' | '.join(f'seed {s}' for s in all_seeds) + ' |',
+              '|---|---|' + '---|' * len(all_seeds)]
+    for (sw, st) in sorted(groups):
+        by_seed = {r['seed']: r['test']['ndcg@20'] for r in groups[(sw, st)]}
+        lines.append(f'| {sw} | {st or "-"} | ' + ' | '.join(
+            f'{by_seed[s]:.4f}' if s in by_seed else '-' for s in all_seeds) + ' |')
     text = '\n'.join(lines)
     print(text)
     if args.out:
