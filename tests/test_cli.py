@@ -173,7 +173,6 @@ def test_help_says_what_the_tool_does(tmp_path):
     assert 'kgsampler-report' in out and 'docs/usage.md' in out
 
 
-
 @pytest.mark.parametrize('recipe,path,expect', [
     ('lastfm', '../shared/datasets/lastfm',
      {'trainer.lr': 5e-3, 'trainer.weight_decay': 1e-5, 'recommender.reg': 1e-2}),

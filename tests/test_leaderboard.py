@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from test_cli import EXE, TINY, compose, needs_exe
+from test_cli import CONF, EXE, TINY, compose, needs_exe
 
-CONF = Path(__file__).resolve().parents[1] / 'conf'
 ENTRIES = sorted(p.stem for p in (CONF / 'leaderboard').glob('*.yaml'))
 #: entry-name prefix -> (sampler class, recommender class)
 EXPECTED = {

@@ -6,12 +6,14 @@ amazon-book``, paired by seed (scipy's ``ttest_rel`` against DNS-8).
 
     python benchmarks/probes/verdict_amazon_book_seeds.py [multirun/verdict/amazon-book]
 """
-import json
 import statistics
 import sys
 from pathlib import Path
 
 from scipy.stats import ttest_rel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kgpolicy_verdict import load as load_groups  # noqa: E402
 
 # variant -> (valid NDCG@20, test NDCG@20, test recall@20) of seed 1
 SEED1 = {'rns': (0.0753, 0.0520, 0.1022), 'dns-8': (0.0788, 0.0558, 0.1090),
@@ -21,17 +23,14 @@ ORDER = ('rns', 'dns-8', 'dns-16', 'dns-32', 'text', 'released_rule')
 
 
 def load(folder: Path):
+    """variant -> seed -> (valid NDCG@20, test NDCG@20, test recall@20) of the completed runs,
+    read by ``kgpolicy_verdict.load`` (DNS named by its ``num_candidates``)."""
     runs = {}
-    for path in folder.rglob('metrics.json'):
-        m = json.loads(path.read_text())
-        if m.get('status') != 'completed':
-            continue
-        name = path.relative_to(folder).parts[0]
-        if name == 'dns':
-            over = (path.parent / '.hydra' / 'overrides.yaml').read_text().splitlines()
-            name += '-' + [x for x in over if 'num_candidates' in x][0].split('=')[1]
-        runs.setdefault(name, {})[m['seed']] = (
-            m['valid']['ndcg@20'], m['test']['ndcg@20'], m['test']['recall@20'])
+    for (sweep, setting), ms_ in load_groups(folder).items():
+        name = sweep + ('-' + setting.split('=')[1] if sweep == 'dns' else '')
+        for m in ms_:
+            runs.setdefault(name, {})[m['seed']] = (
+                m['valid']['ndcg@20'], m['test']['ndcg@20'], m['test']['recall@20'])
     return runs
 
 
