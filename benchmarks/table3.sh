@@ -9,9 +9,9 @@
 # 4096, lr 5e-3, TransR batch 8192). MF + KGPolicy starts from the RNS warm start of the verdict
 # (_kgpolicy_settings.sh). One thread a run.
 # amazon-book is run under a stated budget: one seed (SEEDS), RNS with every recommender and DNS-8
-# with MF only (an NFM or KGAT epoch there costs 5-15 min on one thread); its MF + KGPolicy row is
+# with MF only (a KGAT epoch there took 15 min on one thread, an NFM epoch over 49 min); its MF + KGPolicy row is
 # the verdict's (kgpolicy_verdict.sh amazon-book, the same 30-epoch warm start), not rerun here.
-# Measured at BUDGET=600: NFM's and RippleNet's first epochs did not end within 49 and 16 min
+# Measured at BUDGET=600 (load 3-4): NFM's and RippleNet's first epochs did not end within 49 and 16 min
 # (benchmarks/results/table3_amazon-book.md).
 # PART="recommenders kgat mf kgpolicy" (any subset) runs only those sweeps, e.g. side by side.
 # Usage: SEEDS=1,2,3 BUDGET=900 bash benchmarks/table3.sh lastfm|ml-1m
