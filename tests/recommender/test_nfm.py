@@ -184,3 +184,29 @@ def test_one_trainer_epoch(sampler):
     assert all(math.isfinite(v) for v in res.test.values()
                if isinstance(v, float))
     assert 0 <= res.test['ndcg@20'] <= 1
+
+
+@pytest.mark.parametrize('items', [[[4]], [[1, 1], [0, 4]], [[2, 3, 2]]])
+def test_item_side_of_given_items_equals_the_full_table(ds, items):
+    torch.manual_seed(0)
+    model = NFM(ds, embedding_dim=6)
+    torch.nn.init.normal_(model.feat_linear.weight)
+    items = torch.tensor(items)
+    full = model.item_side()
+    part = model.item_side(items)
+    assert part[0].shape == (*items.shape, 6) and part[2].shape == items.shape
+    for a, b in zip(part, full):
+        assert torch.allclose(a, b[items], atol=1e-6)
+
+
+def test_a_step_touches_only_the_batch_features(ds):
+    """With sparse gradients, a loss on (u0, i0 vs i3) reaches the rows of
+    u0, i0 (+ its tail A = 5), i3 (+ its tail C = 7), nothing else."""
+    torch.manual_seed(0)
+    model = NFM(ds, embedding_dim=4, sparse=True)
+    model.loss(torch.tensor([0]), torch.tensor([0]),
+               torch.tensor([[3]])).backward()
+    grad = model.feat_emb.weight.grad.coalesce()
+    U = ds.num_users
+    assert sorted(grad.indices().view(-1).tolist()) == \
+        [0, U + 0, U + 3, U + 5, U + 7]

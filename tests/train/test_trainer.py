@@ -373,10 +373,51 @@ def test_time_budget_stops_after_the_epoch_under_way():
     assert res.stopped_by == 'patience'
 
 
-@pytest.mark.parametrize('bad', [0, -1.0, float('inf'), True, '10'])
-def test_time_budget_errors(bad):
+@pytest.mark.parametrize('arg,bad,match', [
+    *[('time_budget', b, r"'time_budget' must be None or a positive number "
+       r"of seconds") for b in (0, -1.0, float('inf'), True, '10')],
+    *[('valid_users', b, r"'valid_users' must be None or a positive int")
+      for b in (0, -3, 2.5, True, '10')],
+])
+def test_budget_and_valid_users_errors(arg, bad, match):
     ds = block_dataset()
-    with pytest.raises(ValueError, match=r"Trainer: 'time_budget' must be "
-                       r"None or a positive number of seconds \(got"):
+    with pytest.raises(ValueError, match=rf"Trainer: {match} \(got"):
         Trainer(MF(ds.num_users, ds.num_items), RNS(ds.train_pos), ds,
-                time_budget=bad)
+                **{arg: bad})
+
+
+@pytest.mark.parametrize('size', [1, 7, 60, 1000])
+def test_valid_users_validates_on_a_fixed_subset(size):
+    """Validation ranks `size` users (all 60 when not fewer), the same ones
+    for every training seed; the test split ranks every user."""
+    ds = block_dataset()
+    seen = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        tr = Trainer(MF(ds.num_users, ds.num_items, embedding_dim=8),
+                     RNS(ds.train_pos), ds, max_epochs=1, progress=False,
+                     valid_users=size)
+        calls = []
+        full = tr.model.full_scores
+        tr.model.full_scores = lambda u: calls.append(u.clone()) or full(u)
+        res = tr.evaluate('valid')
+        assert res['num_users'] == min(size, 60)
+        users = torch.cat(calls)
+        assert torch.equal(users, users.sort().values)
+        assert users.unique().numel() == users.numel() == min(size, 60)
+        seen.append(users)
+        assert tr.evaluate('test')['num_users'] == 60
+    assert torch.equal(seen[0], seen[1])
+
+
+def test_valid_users_subset_mean_equals_the_per_user_mean():
+    ds = block_dataset()
+    torch.manual_seed(0)
+    tr = Trainer(MF(ds.num_users, ds.num_items, embedding_dim=8),
+                 RNS(ds.train_pos), ds, progress=False, valid_users=9)
+    every = Trainer(tr.model, RNS(ds.train_pos), ds, progress=False)
+    full = every.evaluate('valid', per_user=True)
+    sub = tr.evaluate('valid')
+    pick = torch.isin(full['users'], tr._valid_subset)
+    assert sub['ndcg@20'] == pytest.approx(
+        float(full['per_user']['ndcg@20'][pick].mean()), abs=1e-6)

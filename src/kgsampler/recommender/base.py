@@ -9,6 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+#: Entries (user x item x width) of one chunk of a full ranking: bounds the
+#: temporaries of :meth:`Recommender.full_scores` and of the models' own.
+FULL_SCORES_CHUNK = 1 << 22
+
 
 def bpr_l2(u: Tensor, p: Tensor, n: Tensor, u0: Tensor, p0: Tensor,
            n0: Tensor, reg: float) -> Tensor:
@@ -190,12 +194,17 @@ class Recommender(torch.nn.Module, ABC):
         """
         num_items = int(self.num_items)
         items = torch.arange(num_items, device=users.device)
-        step = max(1, (1 << 22) // max(num_items, 1))
-        rows = [self.score(u, items.expand(u.numel(), num_items))
-                for u in users.split(step)]
-        if not rows:
+        step = max(1, FULL_SCORES_CHUNK // max(num_items, 1))
+        out = None  # preallocated: kept chunks would fragment the heap
+        for start in range(0, users.numel(), step):
+            u = users[start:start + step]
+            rows = self.score(u, items.expand(u.numel(), num_items))
+            if out is None:
+                out = rows.new_empty((users.numel(), num_items))
+            out[start:start + u.numel()] = rows
+        if out is None:
             return items.new_zeros((0, num_items), dtype=torch.float)
-        return torch.cat(rows, dim=0)
+        return out
 
     def item_representations(self, items: Tensor) -> Tensor:
         r"""Item vectors used by the default :meth:`similarity`. Raises

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,7 @@ from torch import Tensor
 from torch_geometric.nn import MLP
 from torch_geometric.utils import scatter
 
+from kgsampler.recommender import base as _base
 from kgsampler.recommender.base import Recommender
 from kgsampler.utils._checks import positive_int as _positive_int
 
@@ -69,12 +70,19 @@ class NFM(Recommender):
         (\mathbf{s}_i^2 - \mathbf{q}_i):
 
     :math:`\mathbf{s}`, :math:`\mathbf{q}` and the item's linear term are
-    computed for every item once per forward pass (one gather and one
-    :func:`~torch_geometric.utils.scatter` over the precomputed item-feature
-    CSR), and a batch of :math:`B \times K` pairs costs :math:`O(BKd)`
-    before the MLP. :meth:`full_scores` is one matrix product when there is
-    no hidden layer, and otherwise runs the MLP on user chunks of
-    :math:`(b, I, d)` bi-interaction vectors.
+    computed for the batch's distinct items only (one gather of their rows
+    of the precomputed item-feature CSR and one
+    :func:`~torch_geometric.utils.scatter`), so a batch of :math:`B \times
+    K` pairs costs :math:`O(BK(d + F d))` before the MLP, :math:`F` the
+    mean number of features of an item, whatever the catalogue size (on
+    amazon-book, batch 1024, one negative, one thread: forward and backward
+    0.08 s a batch, against 0.8-1.0 s when every item's side was recomputed
+    for each batch).
+    :meth:`full_scores` computes every item's side once, then is one matrix
+    product when there is no hidden layer, and otherwise runs the MLP on
+    user chunks of :math:`(b, I, d)` bi-interaction vectors (11-15 ms a
+    user on amazon-book, one thread: use the
+    :class:`~kgsampler.Trainer`'s :obj:`valid_users` there).
 
     Trained with BPR (mean over the :math:`BN` (user, positive, negative)
     triples) plus :obj:`reg` times the batch's L2 penalty on the embeddings
@@ -151,6 +159,10 @@ class NFM(Recommender):
         self.register_buffer('feat_row', row, persistent=False)
         self.register_buffer('feat_col', col, persistent=False)
         self.register_buffer('feat_val', val, persistent=False)
+        ptr = torch.zeros(self.num_items + 1, dtype=torch.long)
+        ptr[1:] = torch.cumsum(torch.bincount(row, minlength=self.num_items),
+                               0)
+        self.register_buffer('feat_ptr', ptr, persistent=False)
         self.reset_parameters()
 
     def _item_features(self, kg: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
@@ -174,21 +186,57 @@ class NFM(Recommender):
         self.mlp.reset_parameters()
 
     # ------------------------------------------------------------ pieces
-    def item_side(self) -> Tuple[Tensor, Tensor, Tensor]:
+    def item_side(self, items: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
         r"""Per item :math:`i`, over its features (own id and KG tails):
         :math:`\mathbf{s}_i = \sum_f x_f \mathbf{v}_f`,
         :math:`\mathbf{q}_i = \sum_f (x_f \mathbf{v}_f)^2` and the linear
-        term :math:`\sum_f w_f x_f`.
+        term :math:`\sum_f w_f x_f`, of every item or of the given ones
+        (each distinct item computed once, from its own features only).
+
+        Args:
+            items (torch.Tensor, optional): Item ids, :obj:`torch.long`;
+                :obj:`None`: every item. (default: :obj:`None`)
 
         Shapes:
-            - **output:** :math:`(I, d)`, :math:`(I, d)`, :math:`(I)`
+            - **items:** :math:`(*)`
+            - **output:** :math:`(*, d)`, :math:`(*, d)`, :math:`(*)`;
+              :math:`(I, d)`, :math:`(I, d)`, :math:`(I)` without
+              **items**
         """
-        xv = self.feat_emb(self.feat_col) * self.feat_val.unsqueeze(-1)
-        s = scatter(xv, self.feat_row, 0, self.num_items, reduce='sum')
-        q = scatter(xv * xv, self.feat_row, 0, self.num_items, reduce='sum')
-        w = self.feat_linear(self.feat_col).view(-1) * self.feat_val
-        lin = scatter(w, self.feat_row, 0, self.num_items, reduce='sum')
-        return s, q, lin
+        return self._side(items)[2:]
+
+    def _side(self, items: Optional[Tensor],
+              users: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        """The users' embeddings (B, d) and linear weights (B, 1), then
+        :meth:`item_side`, from one lookup per feature table (one dense
+        gradient each, not one per use)."""
+        if items is None:
+            col, val, row = self.feat_col, self.feat_val, self.feat_row
+            n = self.num_items
+        else:
+            uniq, inv = torch.unique(items.reshape(-1), return_inverse=True)
+            start = self.feat_ptr[uniq]
+            count = self.feat_ptr[uniq + 1] - start  # [M] features each
+            n = uniq.numel()
+            row = torch.repeat_interleave(
+                torch.arange(n, device=uniq.device), count)
+            first = torch.cumsum(count, 0) - count  # row's first position
+            pos = start[row] + torch.arange(row.numel(),
+                                            device=uniq.device) - first[row]
+            col, val = self.feat_col[pos], self.feat_val[pos]
+        B = 0 if users is None else users.numel()
+        ids = col if users is None else torch.cat([users, col])
+        emb, w = self.feat_emb(ids), self.feat_linear(ids)
+        xv = emb[B:] * val.unsqueeze(-1)
+        s = scatter(xv, row, 0, n, reduce='sum')
+        q = scatter(xv * xv, row, 0, n, reduce='sum')
+        lin = scatter(w[B:].view(-1) * val, row, 0, n, reduce='sum')
+        if items is not None:
+            shape = tuple(items.shape)
+            s, q = s[inv].view(*shape, -1), q[inv].view(*shape, -1)
+            lin = lin[inv].view(shape)
+        return emb[:B], w[:B], s, q, lin
 
     @staticmethod
     def bi_interaction(u: Tensor, s: Tensor, q: Tensor) -> Tensor:
@@ -217,13 +265,13 @@ class NFM(Recommender):
                              f"(B, K) (got shapes {tuple(users.shape)} and "
                              f"{tuple(items.shape)})")
 
-    def _scores(self, users: Tensor, items: Tensor,
-                side: Tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        s, q, lin = side
-        u = self.feat_emb(users).unsqueeze(1)  # [B, 1, d]
-        f = self.bi_interaction(u, s[items], q[items])  # [B, K, d]
+    def _scores(self, users: Tensor, items: Tensor) -> Tuple[Tensor, ...]:
+        """Scores (B, K), the users' embeddings (B, d) and the items'
+        sums of squares q (B, K, d)."""
+        u, w_u, s, q, lin = self._side(items, users)
+        f = self.bi_interaction(u.unsqueeze(1), s, q)  # [B, K, d]
         out = self.mlp(f).squeeze(-1)  # [B, K]
-        return out + lin[items] + self.feat_linear(users)
+        return out + lin + w_u, u, q
 
     # ---------------------------------------------------------------- API
     def score(self, users: Tensor, items: Tensor) -> Tensor:
@@ -241,7 +289,7 @@ class NFM(Recommender):
             - **output:** :math:`(B, K)`
         """
         self._check('score', users, items, 'items')
-        return self._scores(users, items, self.item_side())
+        return self._scores(users, items)[0]
 
     def full_scores(self, users: Tensor) -> Tensor:
         r"""Scores of every item for each user: one matrix product without
@@ -266,14 +314,17 @@ class NFM(Recommender):
             item = g @ h + lin + last.bias.view(())  # [I]
             return (self.feat_emb(users) * h) @ s.t() + item + w_u
         width = max(self.embedding_dim, *self.hidden_dims)
-        step = max(1, (1 << 22) // max(self.num_items * width, 1))
-        rows = []
-        for u in users.split(step):
+        step = max(1, _base.FULL_SCORES_CHUNK //
+                   max(self.num_items * width, 1))
+        # written into one preallocated output: a list of small rows kept
+        # between the chunks' large temporaries fragments the heap (RSS grew
+        # ~4 MB a user on amazon-book, 21 GB for its test split)
+        out = s.new_empty((users.numel(), self.num_items))
+        for start in range(0, users.numel(), step):
+            u = users[start:start + step]
             f = self.feat_emb(u).unsqueeze(1) * s + g  # [b, I, d]
-            rows.append(self.mlp(f).squeeze(-1))
-        if not rows:
-            return s.new_zeros((0, self.num_items))
-        return torch.cat(rows, 0) + lin + w_u
+            out[start:start + u.numel()] = self.mlp(f).squeeze(-1)
+        return out.add_(lin).add_(w_u)
 
     def item_representations(self, items: Tensor) -> Tensor:
         r"""The item-side feature sums :math:`\mathbf{s}_i` (the vector a
@@ -286,7 +337,7 @@ class NFM(Recommender):
             - **items:** :math:`(*)`
             - **output:** :math:`(*, d)`
         """
-        return self.item_side()[0][items]
+        return self.item_side(items)[0]
 
     def loss(self, users: Tensor, pos_items: Tensor,
              neg_items: Tensor) -> Tensor:
@@ -311,15 +362,14 @@ class NFM(Recommender):
             raise ValueError(f"NFM.loss: 'pos_items' must have the shape of "
                              f"'users' (got {tuple(pos_items.shape)} and "
                              f"{tuple(users.shape)})")
-        side = self.item_side()
         items = torch.cat([pos_items.view(-1, 1), neg_items], dim=1)
-        out = self._scores(users, items, side)  # [B, 1 + N]
+        out, u, q = self._scores(users, items)  # [B, 1 + N]
         bpr = -F.logsigmoid(out[:, :1] - out[:, 1:]).mean()
         if self.reg == 0:
             return bpr
-        sq = side[1].sum(-1)  # [I], sum_f ||x_f v_f||^2 per item
-        l2 = (self.feat_emb(users).pow(2).sum(-1) + sq[pos_items] +
-              sq[neg_items].mean(-1)).mean() / 2
+        sq = q.sum(-1)  # [B, 1 + N], sum_f ||x_f v_f||^2 per item
+        l2 = (u.pow(2).sum(-1) + sq[:, 0] +
+              sq[:, 1:].mean(-1)).mean() / 2
         return bpr + self.reg * l2
 
     def __repr__(self) -> str:
