@@ -49,3 +49,17 @@ def test_chunked_full_scores_equal_one_chunk(data, build, chunk,
     ref = model.score(users, torch.arange(data.num_items).expand(7, -1))
     assert torch.allclose(parts, ref, atol=1e-5)
     assert empty.shape == (0, data.num_items)
+
+
+def test_a_score_of_the_wrong_shape_is_an_error(data):
+    """The base full_scores refuses a score that would broadcast into the
+    output (e.g. one row for every user)."""
+    class OneRow(ScoreOnly):
+        def score(self, users, items):
+            return super().score(users, items)[:1]
+
+    model = OneRow(data.num_users, data.num_items)
+    with pytest.raises(ValueError, match=r"OneRow.full_scores: 'score' must "
+                                         r"return shape \[3, 17\] \(got "
+                                         r"\(1, 17\)\)"):
+        model.full_scores(torch.tensor([0, 1, 2]))

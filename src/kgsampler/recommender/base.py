@@ -199,6 +199,11 @@ class Recommender(torch.nn.Module, ABC):
         for start in range(0, users.numel(), step):
             u = users[start:start + step]
             rows = self.score(u, items.expand(u.numel(), num_items))
+            if rows.shape != (u.numel(), num_items):
+                raise ValueError(f"{type(self).__name__}.full_scores: "
+                                 f"'score' must return shape "
+                                 f"[{u.numel()}, {num_items}] (got "
+                                 f"{tuple(rows.shape)})")
             if out is None:
                 out = rows.new_empty((users.numel(), num_items))
             out[start:start + u.numel()] = rows

@@ -109,10 +109,9 @@ class NFM(Recommender):
             (:obj:`feat_emb`, :obj:`feat_linear`), updated by
             :class:`torch.optim.SparseAdam` in the
             :class:`~kgsampler.train.Trainer` (the MLP keeps Adam; the
-            Trainer's :obj:`weight_decay` must then be 0). Every forward
-            pass computes the item side of all items, so a step still
-            touches every item and KG-tail feature row: only the user rows
-            are skipped. (default: :obj:`False`)
+            Trainer's :obj:`weight_decay` must then be 0). A step then
+            touches the rows of the batch's users, items and their KG
+            tails only. (default: :obj:`False`)
     """
     def __init__(self, dataset, embedding_dim: int = 64,
                  hidden_dims: Sequence[int] = (64, ), dropout: float = 0.1,
