@@ -11,8 +11,9 @@
 # amazon-book is run under a stated budget: one seed (SEEDS), RNS with every recommender and DNS-8
 # with MF only (a KGAT epoch there took 15 min on one thread, an NFM epoch 2.5 min); its MF + KGPolicy row is
 # the verdict's (kgpolicy_verdict.sh amazon-book, the same 30-epoch warm start), not rerun here.
-# NFM and RippleNet rank every item for a user in 11-15 and 17-24 ms there (an MLP, or two hops of
-# attention over 32 memories, per (user, item) pair), so they validate on a fixed subset of 5,000
+# NFM and RippleNet rank every item for a user in 11-15 and ~15 ms there (an MLP, or two hops of
+# attention over 32 memories, per (user, item) pair; RippleNet took ~24 ms in the measured run,
+# before its hop-1 product with the item table), so they validate on a fixed subset of 5,000
 # of the 61k validation users (trainer.valid_users; test ranks every user) in their own sweep, two
 # jobs at once (the joblib launcher, kgsampler[sweep]).
 # PART="recommenders costly kgat mf kgpolicy" (any subset) runs only those sweeps, e.g. side by side.

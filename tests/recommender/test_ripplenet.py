@@ -131,10 +131,17 @@ def test_hop_outputs_and_scores_match_dense(ds, item_update, use_all_hops,
     assert torch.equal(scores[3], torch.zeros(2))  # the masked user
 
 
+@pytest.mark.parametrize('num_hops', [1, 2, 3])
+@pytest.mark.parametrize('item_update', ['replace', 'plus_transform'])
+@pytest.mark.parametrize('use_all_hops', [True, False])
 @pytest.mark.parametrize('num_users', [1, 4])
-def test_full_scores_equal_score_over_all_items(ds, num_users):
+def test_full_scores_equal_score_over_all_items(ds, num_hops, item_update,
+                                                use_all_hops, num_users):
+    """full_scores propagates on its own (hop 1 as one product with the
+    item table): it must equal score() with every item as a candidate."""
     torch.manual_seed(0)
-    model = RippleNet(ds, embedding_dim=4, num_memory=5)
+    model = RippleNet(ds, embedding_dim=4, num_memory=5, num_hops=num_hops,
+                      item_update=item_update, use_all_hops=use_all_hops)
     users = torch.arange(num_users)
     full = model.full_scores(users)
     assert full.shape == (num_users, ds.num_items)

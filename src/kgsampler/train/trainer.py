@@ -285,7 +285,7 @@ class Trainer:
             the same dataset validates on the same users); the test split
             is always ranked for every user. For recommenders whose full
             ranking costs far more than an epoch on a large dataset (NFM and
-            RippleNet on amazon-book: 11-15 and 17-24 ms a user). :obj:`None`:
+            RippleNet on amazon-book: 11-15 and ~15 ms a user). :obj:`None`:
             every user. (default: :obj:`None`)
         kgat_ndcg (bool, optional): Also report KGAT's NDCG variant.
             (default: :obj:`True`)
