@@ -52,6 +52,9 @@ def summary() -> str:
     out = []
     for path in files:
         dataset, rec = path.stem[len('leaderboard_'):].rsplit('-', 1)
+        # leaderboard_<dataset>-scratch-<rec>.md: the board trained from scratch (SCRATCH=1)
+        if dataset.endswith('-scratch'):
+            dataset = dataset[:-len('-scratch')] + ' from scratch'
         rows = chosen_rows(path)
         out.append(f'**{dataset}, {"MF" if rec == "mf" else "LightGCN"}** '
                    f'(`benchmarks/results/{path.name}`)\n')

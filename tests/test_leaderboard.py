@@ -1,6 +1,7 @@
 """The packaged leaderboard recipe (``+experiment=leaderboard`` over the
 entries of ``conf/leaderboard/``) and its report."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,81 @@ def test_docs_tables_are_generated_from_the_results():
     proc = subprocess.run([sys.executable, str(script), '--check'],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, 'run python benchmarks/leaderboard_summary.py'
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: stands in for kgsampler-report: writes a one-row table to <--out>.md
+STUB_REPORT = '''#!/bin/sh
+all="$*"
+while [ $# -gt 0 ]; do
+  if [ "$1" = --out ]; then mkdir -p "$(dirname "$2")"; echo "| stub | $all |" > "$2.md"; fi
+  shift
+done
+'''
+
+
+def _script(tmp_path, *args, **env):
+    """Runs benchmarks/leaderboard.sh with ``echo`` as kgsampler-train (so
+    its command line is printed, nothing trains) and a stub report."""
+    report = tmp_path / 'report.sh'
+    report.write_text(STUB_REPORT)
+    report.chmod(0o755)
+    full = dict(os.environ, TRAIN='echo', REPORT=str(report),
+                OUT=str(tmp_path / 'out'), RESULTS=str(tmp_path / 'res.md'),
+                KGSAMPLER_CACHE=str(tmp_path / 'cache'), **env)
+    return subprocess.run(['bash', 'benchmarks/leaderboard.sh', *args],
+                          cwd=ROOT, env=full, capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.mark.parametrize('dataset,rec,settings', [
+    ('lastfm', 'mf', 'trainer.lr=5e-3 trainer.weight_decay=1e-5'),
+    ('lastfm', 'lightgcn', 'trainer.lr=5e-3 trainer.patience'),
+    ('ml-1m', 'mf', 'trainer.lr=1e-3'),
+])
+def test_leaderboard_script_from_scratch(tmp_path, dataset, rec, settings):
+    """SCRATCH=1 trains without a warm start at the RNS learning rate, and
+    its report says so and compares the chosen settings with RNS too."""
+    proc = _script(tmp_path, dataset, rec, SCRATCH='1')
+    assert proc.returncode == 0, proc.stderr
+    train = next(ln for ln in proc.stdout.splitlines()
+                 if '+experiment=leaderboard' in ln)
+    assert f'pretrain=none {settings}' in train
+    assert 'trainer.time_budget=600' in train
+    assert 'pretrain.lr' not in train.split('pretrain=none', 1)[1]
+    assert (rec == 'lightgcn') == ('recommender=lightgcn' in train)
+    res = (tmp_path / 'res.md').read_text()
+    assert f'SCRATCH=1 SEEDS=1,2,3 bash benchmarks/leaderboard.sh {dataset}' \
+        in res
+    assert '## Chosen settings against RNS' in res
+    rns = res.split('## Chosen settings against RNS', 1)[1].split('##')[0]
+    assert '--baseline rns' in rns
+
+
+def test_leaderboard_script_warm_start_and_errors(tmp_path):
+    proc = _script(tmp_path, 'lastfm', 'mf')
+    assert proc.returncode == 0, proc.stderr
+    assert 'pretrain.lr=5e-3' in proc.stdout
+    assert 'pretrain=none' not in proc.stdout
+    proc = _script(tmp_path, 'amazon-book', 'mf', SCRATCH='1')
+    assert proc.returncode == 2
+    assert "SCRATCH=1 has no stated budget for 'amazon-book'" in proc.stderr
+    proc = _script(tmp_path, 'yelp', 'mf')
+    assert proc.returncode == 2 and "unknown dataset 'yelp'" in proc.stderr
+
+
+def test_leaderboard_script_report_only(tmp_path):
+    """REPORT_ONLY=1 trains nothing and keeps the first report's line (the
+    commit the runs were made at)."""
+    (tmp_path / 'res.md').write_text(
+        '# Sampler leaderboard\n\nReport written 2026-01-01 at commit abc.\n')
+    proc = _script(tmp_path, 'lastfm', 'mf', REPORT_ONLY='1')
+    assert proc.returncode == 0, proc.stderr
+    assert '+experiment=leaderboard' not in proc.stdout
+    res = (tmp_path / 'res.md').read_text()
+    assert 'Report written 2026-01-01 at commit abc. Rewritten' in res
+    assert 'REPORT_ONLY=1' in res
+    proc = _script(tmp_path, 'lastfm', 'mf', REPORT_ONLY='1')  # again
+    res = (tmp_path / 'res.md').read_text()
+    assert proc.returncode == 0 and res.count('Rewritten') == 1
+    assert 'Report written 2026-01-01 at commit abc. Rewritten' in res
