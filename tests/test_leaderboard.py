@@ -124,9 +124,13 @@ def _script(tmp_path, *args, **env):
     report = tmp_path / 'report.sh'
     report.write_text(STUB_REPORT)
     report.chmod(0o755)
-    full = dict(os.environ, TRAIN='echo', REPORT=str(report),
+    full = {k: v for k, v in os.environ.items()  # hermetic: the script's knobs
+            if k not in ('SCRATCH', 'REPORT_ONLY', 'SEEDS', 'ENTRIES', 'EXTRA',
+                         'JOBS')}
+    full.update(TRAIN='echo', REPORT=str(report),
                 OUT=str(tmp_path / 'out'), RESULTS=str(tmp_path / 'res.md'),
-                KGSAMPLER_CACHE=str(tmp_path / 'cache'), **env)
+                KGSAMPLER_CACHE=str(tmp_path / 'cache'))
+    full.update(env)
     return subprocess.run(['bash', 'benchmarks/leaderboard.sh', *args],
                           cwd=ROOT, env=full, capture_output=True, text=True,
                           timeout=60)
@@ -136,14 +140,16 @@ def _script(tmp_path, *args, **env):
     ('lastfm', 'mf', 'trainer.lr=5e-3 trainer.weight_decay=1e-5'),
     ('lastfm', 'lightgcn', 'trainer.lr=5e-3 trainer.patience'),
     ('ml-1m', 'mf', 'trainer.lr=1e-3'),
+    ('ml-1m', 'lightgcn', 'trainer.lr=5e-3'),
 ])
 def test_leaderboard_script_from_scratch(tmp_path, dataset, rec, settings):
     """SCRATCH=1 trains without a warm start at the RNS learning rate, and
     its report says so and compares the chosen settings with RNS too."""
     proc = _script(tmp_path, dataset, rec, SCRATCH='1')
     assert proc.returncode == 0, proc.stderr
-    train = next(ln for ln in proc.stdout.splitlines()
-                 if '+experiment=leaderboard' in ln)
+    train = next((ln for ln in proc.stdout.splitlines()
+                  if '+experiment=leaderboard' in ln), None)
+    assert train is not None, proc.stdout
     assert f'pretrain=none {settings}' in train
     assert 'trainer.time_budget=600' in train
     assert 'pretrain.lr' not in train.split('pretrain=none', 1)[1]
@@ -183,3 +189,14 @@ def test_leaderboard_script_report_only(tmp_path):
     res = (tmp_path / 'res.md').read_text()
     assert proc.returncode == 0 and res.count('Rewritten') == 1
     assert 'Report written 2026-01-01 at commit abc. Rewritten' in res
+
+
+def test_leaderboard_script_failed_report_keeps_results(tmp_path):
+    """A report step that fails stops the script: the old results file
+    stays as it was and no half-written .tmp is left."""
+    (tmp_path / 'res.md').write_text('old\n')
+    proc = _script(tmp_path, 'lastfm', 'mf', REPORT='false')
+    assert proc.returncode != 0
+    assert 'wrote' not in proc.stdout
+    assert (tmp_path / 'res.md').read_text() == 'old\n'
+    assert not (tmp_path / 'res.md.tmp').exists()
