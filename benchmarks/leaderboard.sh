@@ -76,21 +76,21 @@ if [ "${REPORT_ONLY:-0}" != 1 ]; then
   $TRAIN -m +experiment=leaderboard dataset.path=../shared/datasets/$name $recarg \
     "+leaderboard=$entries" seed=$seeds $data $launcher hydra.sweep.dir=$out ${EXTRA:-}
 fi
-args=(--select leaderboard --baseline dns --time-baseline rns --baseline-recommender apr=mf
-      --metrics ndcg@20 recall@20)
+common=(--select leaderboard --baseline-recommender apr=mf --metrics ndcg@20 recall@20)
+args=("${common[@]}" --baseline dns --time-baseline rns)
 $REPORT "$out" "${args[@]}" --all --out "$out/report" > /dev/null
 $REPORT "$out" "${args[@]}" --out "$out/leaderboard" > /dev/null
 # the same choice against RNS (how much each sampler gains over uniform negatives)
-$REPORT "$out" --select leaderboard --baseline rns --baseline-recommender apr=mf \
-  --metrics ndcg@20 recall@20 --out "$out/leaderboard-rns" > /dev/null
+$REPORT "$out" "${common[@]}" --baseline rns --out "$out/leaderboard-rns" > /dev/null
 # benchmarks/results/leaderboard_<dataset>-<recommender>.md: the chosen settings, then every one
 results=${RESULTS:-benchmarks/results/leaderboard_$name$suffix-$rec.md}
 trap 'rm -f "$results.tmp"' EXIT  # a report that failed leaves nothing behind
-written="Report written $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src conf || echo ' plus uncommitted changes'), $(getconf _NPROCESSORS_ONLN) cores, one thread a run."
+today=$(date -u +%Y-%m-%d) commit=$(git rev-parse --short HEAD)
+written="Report written $today at commit $commit$(git diff --quiet HEAD -- src conf || echo ' plus uncommitted changes'), $(getconf _NPROCESSORS_ONLN) cores, one thread a run."
 if [ "${REPORT_ONLY:-0}" = 1 ]; then  # the runs are the earlier report's: keep its line
   first=$(grep -m1 '^Report written' "$results" 2>/dev/null || echo "Report of earlier runs (commit not recorded).")
   first=${first%% Rewritten *}  # once, however often rewritten
-  written="$first Rewritten $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD) without training (REPORT_ONLY=1)."
+  written="$first Rewritten $today at commit $commit without training (REPORT_ONLY=1)."
 fi
 {
   echo "# Sampler leaderboard: $name, $rec"

@@ -191,11 +191,19 @@ def test_leaderboard_script_report_only(tmp_path):
     assert 'Report written 2026-01-01 at commit abc. Rewritten' in res
 
 
-def test_leaderboard_script_failed_report_keeps_results(tmp_path):
-    """A report step that fails stops the script: the old results file
-    stays as it was and no half-written .tmp is left."""
+@pytest.mark.parametrize('report', ['fails', 'writes no RNS table'])
+def test_leaderboard_script_failed_report_keeps_results(tmp_path, report):
+    """A report step that fails (or leaves a table out, so that the
+    results file breaks off while it is written) stops the script: the old
+    results file stays as it was and no half-written .tmp is left."""
     (tmp_path / 'res.md').write_text('old\n')
-    proc = _script(tmp_path, 'lastfm', 'mf', REPORT='false')
+    stub = tmp_path / 'broken.sh'
+    stub.write_text('#!/bin/sh\nexit 1\n' if report == 'fails' else
+                    STUB_REPORT.replace('if [ "$1" = --out ]',
+                                        'if [ "$1" = --out ] && '
+                                        '[ "${2##*/}" != leaderboard-rns ]'))
+    stub.chmod(0o755)
+    proc = _script(tmp_path, 'lastfm', 'mf', REPORT=str(stub))
     assert proc.returncode != 0
     assert 'wrote' not in proc.stdout
     assert (tmp_path / 'res.md').read_text() == 'old\n'
